@@ -25,6 +25,8 @@ class EditConfig:
 
     method: Method = "lusd"
     num_steps: int = 300
+    #: longer side of the working image in pixels; 0 = the model's native size
+    resolution: int = 0
     t_min: int = 50
     t_max: int = 950
     # LUSD direction
@@ -60,6 +62,8 @@ class EditConfig:
             raise ConfigError(f"lambda_reg must lie in [0, 1], got {self.lambda_reg}")
         if not 0 < self.mask_ema <= 1:
             raise ConfigError(f"mask_ema must lie in (0, 1], got {self.mask_ema}")
+        if self.resolution < 0:
+            raise ConfigError(f"resolution must be 0 (native) or positive, got {self.resolution}")
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
 

@@ -1,0 +1,29 @@
+"""lusd: Localized Update Score Distillation for text-guided local image editing."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from lusd.config import PRESETS, EditConfig
+
+__version__ = "0.1.0"
+__all__ = ["PRESETS", "EditConfig", "EditOutput", "LUSDPipeline", "__version__", "edit"]
+
+if TYPE_CHECKING:
+    from lusd.pipeline import EditOutput, LUSDPipeline
+
+
+def __getattr__(name: str) -> Any:
+    # The pipeline imports torch and diffusers: load it only when asked for.
+    if name in ("LUSDPipeline", "EditOutput", "load_pipeline"):
+        from lusd import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'lusd' has no attribute {name!r}")
+
+
+def edit(image: Any, source_prompt: str, target_prompt: str, *, model: str | None = None, **kwargs: Any):
+    """One-call edit: load ``model`` (default: the shipped shapes model) and run it."""
+    from lusd.pipeline import load_pipeline
+
+    return load_pipeline(model)(image, source_prompt, target_prompt, **kwargs)

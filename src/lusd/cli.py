@@ -1,0 +1,45 @@
+"""The `lusd` command line: a typer app whose commands live in lusd.commands.*."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from lusd import __version__
+
+#: Modules under lusd.commands that add their commands to the app.
+COMMAND_MODULES: tuple[str, ...] = ("edit",)
+
+app = typer.Typer(
+    name="lusd",
+    help="Localized text-guided image editing (LUSD, ICCV 2025) on Stable Diffusion.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"lusd {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Localized text-guided image editing (LUSD) on Stable Diffusion."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(f"lusd.commands.{_name}").register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,183 @@
+"""Image input/output: safe loading, fitting to the model's size, paste-back, atomic saving."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from lusd.errors import ImageInputError
+
+#: Default limit on input pixels (about 50 megapixels); configurable per call.
+DEFAULT_MAX_PIXELS = 50_000_000
+_SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+_EXIF_IMAGE_DESCRIPTION = 0x010E
+
+
+def load_image(source: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Return ``source`` (path, PIL image or numpy array) as an RGB image.
+
+    Honours EXIF orientation; flattens alpha onto white; converts palette, grey,
+    16-bit and CMYK images. Raises ImageInputError with a one-line reason.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        image = _from_array(source)
+    elif isinstance(source, (str, os.PathLike)):
+        image = _open_path(Path(source), max_pixels)
+    else:
+        raise ImageInputError(f"unsupported image type {type(source).__name__}: use a path, PIL or numpy")
+    _check_pixels(image.size, max_pixels, "image")
+    return to_rgb(ImageOps.exif_transpose(image))
+
+
+def _open_path(path: Path, max_pixels: int) -> Image.Image:
+    if not path.exists():
+        raise ImageInputError(f"image not found: {path}")
+    if not path.is_file():
+        raise ImageInputError(f"not a file: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            _check_pixels(image.size, max_pixels, str(path))
+            image.load()
+    except ImageInputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageInputError(
+            f"{path}: too many pixels (decompression bomb guard); raise --max-pixels if it is real"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{path}: not an image (or a format Pillow cannot read)") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        raise ImageInputError(f"{path}: unreadable or truncated image ({error})") from None
+    return image
+
+
+def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:
+    width, height = size
+    if width < 1 or height < 1:
+        raise ImageInputError(f"{name}: empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise ImageInputError(
+            f"{name}: {width}x{height} is {width * height:,} pixels, over the limit of "
+            f"{max_pixels:,}; downscale it or raise the pixel limit"
+        )
+
+
+def _from_array(array: np.ndarray) -> Image.Image:
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
+        raise ImageInputError(f"array of shape {array.shape} is not an HxW, HxWx3 or HxWx4 image")
+    if np.issubdtype(array.dtype, np.floating):
+        array = np.clip(np.nan_to_num(array) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    elif array.dtype == np.uint16:
+        array = (array >> 8).astype(np.uint8)
+    elif array.dtype != np.uint8:
+        array = np.clip(array, 0, 255).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(array))
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any Pillow mode to RGB; transparency is flattened onto white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey).convert("RGB")
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def fit_size(width: int, height: int, long_side: int, multiple: int) -> tuple[int, int]:
+    """Working size that keeps the aspect ratio: longer side ``long_side``, both multiples of ``multiple``."""
+    scale = long_side / max(width, height)
+    fitted_w = max(multiple, round(width * scale / multiple) * multiple)
+    fitted_h = max(multiple, round(height * scale / multiple) * multiple)
+    return fitted_w, fitted_h
+
+
+def soft_mask(
+    mask: np.ndarray, size: tuple[int, int], threshold: float, dilate: float, feather: float
+) -> np.ndarray:
+    """Paste-back weights in [0, 1] at ``size`` (w, h): threshold, dilate, feather.
+
+    ``dilate`` and ``feather`` are fractions of the longer image side.
+    """
+    long_side = max(size)
+    mask_image = Image.fromarray(np.uint8(np.clip(mask, 0, 1) * 255)).resize(size, Image.BICUBIC)
+    binary = mask_image.point(lambda v: 255 if v >= threshold * 255 else 0)
+    radius = int(round(dilate * long_side))
+    if radius > 0:
+        binary = binary.filter(ImageFilter.MaxFilter(2 * radius + 1))
+    blur = feather * long_side
+    if blur > 0:
+        binary = binary.filter(ImageFilter.GaussianBlur(blur))
+    return np.asarray(binary, dtype=np.float32) / 255.0
+
+
+def paste_back(original: Image.Image, edited: Image.Image, weights: np.ndarray) -> Image.Image:
+    """Blend ``edited`` (any size) into ``original`` with ``weights`` at the original's size.
+
+    Pixels whose weight is 0 are copied from ``original`` bit for bit.
+    """
+    base = np.asarray(original.convert("RGB"), dtype=np.float32)
+    top = np.asarray(edited.convert("RGB").resize(original.size, Image.LANCZOS), dtype=np.float32)
+    alpha = weights[..., None]
+    blended = np.clip(base * (1 - alpha) + top * alpha + 0.5, 0, 255).astype(np.uint8)
+    result = np.where(alpha > 0, blended, np.asarray(original.convert("RGB")))
+    return Image.fromarray(result)
+
+
+def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``image`` atomically (temp file + rename); ``metadata`` goes into the file.
+
+    PNG: one text chunk per key. JPEG/WebP: JSON in the EXIF ImageDescription.
+    """
+    target = Path(path)
+    fmt = _SAVE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ImageInputError(
+            f"{target}: unsupported output extension; use {', '.join(sorted(_SAVE_FORMATS))}"
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    texts = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    options: dict[str, Any] = {}
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        for key, value in texts.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
+    elif texts:
+        exif = Image.Exif()
+        exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(texts)
+        options["exif"] = exif
+    if fmt == "JPEG":
+        options["quality"] = 95
+    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            image.save(stream, format=fmt, **options)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temp_name, target)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    return target

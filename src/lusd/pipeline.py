@@ -1,0 +1,261 @@
+"""LUSDPipeline: a diffusers pipeline that edits one image with LUSD (or the SDS/DDS baselines)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.utils import BaseOutput
+
+from lusd.attention import AttentionStore, choose_mask_layers, install_capture, refined_map
+from lusd.config import EditConfig, preset_config
+from lusd.distill import Conditioning, Distiller
+from lusd.errors import ConfigError, PromptError
+from lusd.focus import resolve_focus
+from lusd.images import DEFAULT_MAX_PIXELS, fit_size, load_image, paste_back, soft_mask
+
+#: A model folder may carry this file with its own EditConfig defaults.
+MODEL_CONFIG_FILE = "lusd_config.json"
+
+
+@dataclass
+class EditOutput(BaseOutput):
+    """Result of one edit.
+
+    images: the edited image(s) (PIL list, or numpy/torch per ``output_type``);
+    masks: the final LUSD mask as greyscale PIL images of the same size;
+    focus_words / focus_indices: the words and token positions the mask followed;
+    stats: iterations, unet_calls, filter_retries, seconds, preset, config, config_hash.
+    """
+
+    images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
+    masks: list[PIL.Image.Image]
+    focus_words: list[str]
+    focus_indices: list[int]
+    stats: dict[str, Any]
+
+
+def read_model_config(folder: str | Path) -> EditConfig:
+    """The EditConfig defaults of a model folder (``lusd_config.json``), else the paper's."""
+    path = Path(folder) / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return EditConfig()
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    return EditConfig.from_dict({k: v for k, v in values.items() if not k.startswith("_")})
+
+
+class LUSDPipeline(DiffusionPipeline):
+    """Localized Update Score Distillation on any Stable Diffusion 1.x/2.x model."""
+
+    model_cpu_offload_seq = "text_encoder->unet->vae"
+
+    def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
+        super().__init__()
+        self.register_modules(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
+        )
+        self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self.default_config = EditConfig()
+        self.mask_layers = choose_mask_layers(self.unet)
+        self._store = AttentionStore()
+        install_capture(self.unet, self.mask_layers, self._store)
+        self._interrupt = False
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
+        """Load any SD folder or hub id; None loads the shipped shapes-world model."""
+        if pretrained_model_name_or_path is None:
+            from lusd.shapes import SHAPES_MODEL_DIR
+
+            pretrained_model_name_or_path = SHAPES_MODEL_DIR
+        pipe = super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
+        if Path(pretrained_model_name_or_path).is_dir():
+            pipe.default_config = read_model_config(pretrained_model_name_or_path)
+        return pipe
+
+    # ---- sizes and inputs --------------------------------------------------------------------------
+
+    @property
+    def native_size(self) -> int:
+        """Longer image side the model was trained at (SD1.5: 512)."""
+        return self.unet.config.sample_size * self.vae_scale_factor
+
+    @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this (VAE factor x UNet downsampling)."""
+        unet_factor = 2 ** (len(self.unet.config.down_block_types) - 1)
+        return self.vae_scale_factor * max(unet_factor, self.mask_layers.cross_factor)
+
+    def working_size(self, size: tuple[int, int], config: EditConfig) -> tuple[int, int]:
+        return fit_size(*size, config.resolution or self.native_size, self.size_multiple)
+
+    def resolve_config(self, preset: str, config: EditConfig | None, overrides: dict) -> EditConfig:
+        base = config if config is not None else self.default_config
+        return preset_config(preset, base, **overrides)
+
+    def check_inputs(self, source_prompt: str, target_prompt: str) -> None:
+        if not isinstance(target_prompt, str) or not target_prompt.strip():
+            raise PromptError("the target prompt is empty: say what the edited image should show")
+        if not isinstance(source_prompt, str):
+            raise PromptError("the source prompt must be text (it may be empty)")
+        limit = self.tokenizer.model_max_length
+        for name, prompt in (("source", source_prompt), ("target", target_prompt)):
+            count = len(self.tokenizer(prompt).input_ids)
+            if count > limit:
+                raise PromptError(
+                    f"the {name} prompt is {count} tokens long; the text encoder takes at most "
+                    f"{limit} (start and end tokens included): shorten it"
+                )
+
+    # ---- model calls ---------------------------------------------------------------------------------
+
+    def encode_prompt(self, prompt: str) -> torch.Tensor:
+        tokens = self.tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=self.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        ids = tokens.input_ids.to(self.text_encoder.device)
+        return self.text_encoder(ids)[0].to(self.unet.dtype)
+
+    def encode_image(self, image: PIL.Image.Image) -> torch.Tensor:
+        pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
+        pixels = pixels.permute(2, 0, 1)[None].to(self.vae.device, self.vae.dtype)
+        latents = self.vae.encode(pixels).latent_dist.mean
+        return latents.float() * self.vae.config.scaling_factor
+
+    def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        scaled = (latents / self.vae.config.scaling_factor).to(self.vae.device, self.vae.dtype)
+        pixels = self.vae.decode(scaled).sample.float()
+        return ((pixels[0].permute(1, 2, 0).cpu().numpy() + 1) / 2).clip(0, 1)
+
+    def predict_eps(self, latents: torch.Tensor, timestep: torch.Tensor, embeddings: torch.Tensor):
+        out = self.unet(
+            latents.to(self.unet.dtype), timestep, encoder_hidden_states=embeddings
+        ).sample
+        if self.scheduler.config.prediction_type == "v_prediction":
+            abar = self.scheduler.alphas_cumprod.to(latents.device)[timestep].view(-1, 1, 1, 1)
+            out = abar.sqrt() * out.float() + (1 - abar).sqrt() * latents.float()
+        return out
+
+    def interrupt(self) -> None:
+        """Ask a running edit to stop after its current iteration."""
+        self._interrupt = True
+
+    # ---- the edit ---------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def __call__(
+        self,
+        image: Any,
+        source_prompt: str = "",
+        target_prompt: str = "",
+        *,
+        focus: list[str] | None = None,
+        preset: str = "lusd",
+        config: EditConfig | None = None,
+        generator: torch.Generator | None = None,
+        callback: Callable[[int, int], None] | None = None,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        **overrides: Any,
+    ) -> EditOutput | tuple:
+        started = time.perf_counter()
+        cfg = self.resolve_config(preset, config, overrides)
+        self.check_inputs(source_prompt, target_prompt)
+        if output_type not in ("pil", "np", "pt"):
+            raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
+        original = load_image(image, max_pixels)
+        size = self.working_size(original.size, cfg)
+        source_latents = self.encode_image(original.resize(size, PIL.Image.LANCZOS))
+
+        words, indices = [], []
+        if cfg.method == "lusd":
+            words, indices = resolve_focus(self.tokenizer, source_prompt, target_prompt, focus)
+        use_mask = cfg.method == "lusd" and cfg.use_mask and bool(indices)
+        self._store.focus = torch.tensor(indices, dtype=torch.long)
+        latent_hw = tuple(source_latents.shape[-2:])
+        cond = Conditioning(
+            self.encode_prompt(source_prompt), self.encode_prompt(target_prompt), self.encode_prompt("")
+        )
+        distiller = Distiller(
+            self.predict_eps,
+            self.scheduler.alphas_cumprod,
+            cfg,
+            generator,
+            capture=self._store.reset,
+            read_mask=lambda: refined_map(self._store, latent_hw, self.mask_layers)
+            if self._store.active
+            else None,
+        )
+        self._interrupt = False
+        with self.progress_bar(total=cfg.num_steps) as bar:
+
+            def on_step(step: int, total: int) -> None:
+                bar.update()
+                if callback is not None:
+                    callback(step, total)
+
+            result = distiller.run(
+                source_latents, cond, use_mask, on_step, should_stop=lambda: self._interrupt
+            )
+        self._store.reset(False)
+
+        decoded = self.decode_latents(result.latents)
+        mask = None if result.mask is None else result.mask.float().cpu().numpy()
+        edited, mask_image = self._finish(original, decoded, mask, cfg)
+        stats = {
+            **vars(result.stats),
+            "seconds": time.perf_counter() - started,
+            "distill_seconds": result.stats.seconds,
+            "preset": preset,
+            "config": cfg.to_dict(),
+            "config_hash": cfg.digest(),
+            "working_size": list(size),
+            "interrupted": self._interrupt,
+        }
+        images: Any = [edited]
+        if output_type == "np":
+            images = np.asarray(edited, dtype=np.float32)[None] / 255.0
+        elif output_type == "pt":
+            images = torch.from_numpy(np.asarray(edited, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+        output = EditOutput(images, [mask_image], words, indices, stats)
+        return output if return_dict else output.to_tuple()
+
+    def _finish(
+        self, original: PIL.Image.Image, decoded: np.ndarray, mask: np.ndarray | None, cfg: EditConfig
+    ) -> tuple[PIL.Image.Image, PIL.Image.Image]:
+        """Paste the decoded edit back into the original (or return it raw) and render the mask."""
+        edited = PIL.Image.fromarray(np.uint8(decoded * 255 + 0.5))
+        if cfg.paste_back:
+            if mask is None:
+                weights = np.ones((original.height, original.width), dtype=np.float32)
+            else:
+                weights = soft_mask(
+                    mask, original.size, cfg.mask_threshold, cfg.mask_dilate, cfg.mask_feather
+                )
+            edited = paste_back(original, edited, weights)
+        mask_values = np.ones(decoded.shape[:2]) if mask is None else mask
+        mask_image = PIL.Image.fromarray(np.uint8(mask_values * 255 + 0.5), mode="L")
+        return edited, mask_image.resize(edited.size, PIL.Image.BICUBIC)
+
+
+def load_pipeline(*args: Any, **kwargs: Any) -> LUSDPipeline:
+    """See :func:`lusd.loading.load_pipeline`."""
+    from lusd.loading import load_pipeline as _load
+
+    return _load(*args, **kwargs)

@@ -1,0 +1,31 @@
+"""Shared fixtures: a tiny random-weight SD-layout model saved through the real save path."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-sd") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_vpred_model_dir(tmp_path_factory):
+    from tiny_model import save_tiny_model
+
+    return save_tiny_model(tmp_path_factory.mktemp("tiny-sd-v") / "model", "v_prediction")
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe(tiny_model_dir):
+    from lusd.pipeline import load_pipeline
+
+    return load_pipeline(str(tiny_model_dir))
