@@ -1,0 +1,20 @@
+"""Manifest-driven, resumable batch editing: journal, local and Ray runners, HTML report."""
+
+from __future__ import annotations
+
+from lusd.batch.execute import EditResult, PipelineEditorFactory
+from lusd.batch.jobs import JobSpec
+from lusd.batch.manifest import ManifestRow, RowError, read_manifest
+from lusd.batch.runner import BatchOptions, BatchSummary, run_batch
+
+__all__ = [
+    "BatchOptions",
+    "BatchSummary",
+    "EditResult",
+    "JobSpec",
+    "ManifestRow",
+    "PipelineEditorFactory",
+    "RowError",
+    "read_manifest",
+    "run_batch",
+]

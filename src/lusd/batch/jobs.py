@@ -1,0 +1,129 @@
+"""Jobs: a manifest row with its full EditConfig, and the hash that identifies its output."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lusd.batch.manifest import ManifestRow, RowError
+from lusd.config import EditConfig, preset_config
+from lusd.errors import LUSDError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything a worker needs to run one edit (picklable, no model objects)."""
+
+    id: str
+    line: int
+    image: str
+    source_prompt: str
+    target_prompt: str
+    focus: tuple[str, ...] | None
+    seed: int
+    preset: str
+    config: EditConfig
+    config_hash: str
+
+
+def model_default_config(model: str | None) -> EditConfig:
+    """The model's own defaults (``lusd_config.json`` in its folder), without loading it.
+
+    Model ``None`` is the shipped shapes model. Anything that is not a local folder
+    (a hub id, a single file) gets the paper's values, as the pipeline does.
+    """
+    folder = _model_folder(model)
+    cfg_file = folder / "lusd_config.json" if folder is not None else None
+    if cfg_file is None or not cfg_file.is_file():
+        return EditConfig()
+    try:
+        values = json.loads(cfg_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        log.warning("ignoring unreadable %s: %s", cfg_file, exc)
+        return EditConfig()
+    return EditConfig.from_dict(_config_values(values))
+
+
+def _config_values(values: Any) -> dict[str, Any]:
+    if isinstance(values, dict) and isinstance(values.get("config"), dict):
+        values = values["config"]
+    if not isinstance(values, dict):
+        return {}
+    known = set(EditConfig().to_dict())
+    return {k: v for k, v in values.items() if k in known}
+
+
+def _model_folder(model: str | None) -> Path | None:
+    if model is None:
+        try:
+            from lusd.shapes import MODEL_DIR  # type: ignore[attr-defined]
+
+            return Path(MODEL_DIR)
+        except (ImportError, AttributeError):
+            return Path(__file__).resolve().parent.parent / "shapes" / "model"
+    p = Path(model).expanduser()
+    return p if p.is_dir() else None
+
+
+def model_key(model: str | None) -> str:
+    """Stable name of the model for the journal ("shapes" for the shipped model)."""
+    if model is None:
+        return "shapes"
+    p = Path(model).expanduser()
+    return str(p.resolve()) if p.exists() else model
+
+
+def config_hash(row: ManifestRow, config: EditConfig, model: str) -> str:
+    """Hash of everything that determines a row's output (config, prompts, focus, seed, model).
+
+    The image file's content is not hashed (that would read every image on each
+    run); its path is.
+    """
+    blob = json.dumps(
+        {
+            "config": config.to_dict(),
+            "image": str(row.image),
+            "source": row.source_prompt,
+            "target": row.target_prompt,
+            "focus": list(row.focus) if row.focus else None,
+            "seed": row.seed,
+            "model": model,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_jobs(
+    rows: list[ManifestRow], base: EditConfig, model: str, overrides: dict[str, Any] | None = None
+) -> tuple[list[JobSpec], list[RowError]]:
+    """Resolve each row's config: model defaults <- preset <- CLI overrides <- row overrides."""
+    jobs: list[JobSpec] = []
+    errors: list[RowError] = []
+    for row in rows:
+        try:
+            cfg = preset_config(row.preset, base, **(overrides or {})).replace(**row.overrides)
+        except LUSDError as exc:
+            errors.append(RowError(row.line, str(exc)))
+            continue
+        jobs.append(
+            JobSpec(
+                id=row.id,
+                line=row.line,
+                image=str(row.image),
+                source_prompt=row.source_prompt,
+                target_prompt=row.target_prompt,
+                focus=row.focus,
+                seed=row.seed,
+                preset=row.preset,
+                config=cfg,
+                config_hash=config_hash(row, cfg, model),
+            )
+        )
+    return jobs, errors

@@ -1,0 +1,266 @@
+"""Manifest parsing and validation: CSV or JSONL rows -> validated edit requests.
+
+Columns: ``image`` (alias ``img_path``), ``target_prompt``, ``source_prompt``
+(optional), ``focus`` (optional, words separated by ``;``), ``seed``, ``preset``,
+``id`` (optional output name) and any EditConfig field as a per-row override.
+Every row is checked before anything runs; bad rows are collected with their line
+numbers instead of stopping at the first one.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lusd.config import PRESETS, field_names
+from lusd.errors import ConfigError
+
+#: Accepted spellings of each known column (first one is canonical).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "image": ("image", "img_path", "input", "input_image"),
+    "target_prompt": ("target_prompt", "target_caption", "target"),
+    "source_prompt": ("source_prompt", "source_caption", "source"),
+    "focus": ("focus", "focus_words"),
+    "seed": ("seed",),
+    "preset": ("preset",),
+    "id": ("id", "name"),
+    "edited": ("edited", "output", "output_image"),
+    "mask": ("mask",),
+}
+_COLUMN_OF = {alias: canon for canon, names in ALIASES.items() for alias in names}
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One valid manifest row (paths resolved, values typed)."""
+
+    line: int
+    id: str
+    image: Path
+    target_prompt: str
+    source_prompt: str = ""
+    focus: tuple[str, ...] | None = None
+    seed: int = 0
+    preset: str = "lusd"
+    overrides: dict[str, Any] = field(default_factory=dict)
+    edited: Path | None = None
+    mask: Path | None = None
+
+
+@dataclass(frozen=True)
+class RowError:
+    """A row that cannot run, with the reason."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+@dataclass
+class Manifest:
+    path: Path
+    sha256: str
+    rows: list[ManifestRow]
+    errors: list[RowError]
+
+
+def read_manifest(
+    path: str | Path, *, default_seed: int = 0, default_preset: str = "lusd"
+) -> Manifest:
+    """Parse and validate ``path`` (.csv or .jsonl/.json lines); never raises for bad rows.
+
+    Raises ConfigError only when the file itself cannot be used (missing, unknown
+    format, no image or target column, unknown columns).
+    """
+    path = Path(path).expanduser().resolve()
+    if not path.is_file():
+        raise ConfigError(f"manifest {path} does not exist")
+    data = path.read_bytes()
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        records = _csv_records(data, path)
+    elif suffix in (".jsonl", ".ndjson", ".json"):
+        records = _jsonl_records(data)
+    else:
+        raise ConfigError(f"manifest {path.name}: use a .csv or .jsonl file")
+    rows: list[ManifestRow] = []
+    errors: list[RowError] = []
+    seen: dict[str, int] = {}
+    for line, record in records:
+        if isinstance(record, str):
+            errors.append(RowError(line, record))
+            continue
+        try:
+            row = _make_row(line, record, path.parent, default_seed, default_preset)
+        except (ConfigError, ValueError) as exc:
+            errors.append(RowError(line, str(exc)))
+            continue
+        key = row.id.lower()
+        if key in seen:
+            errors.append(
+                RowError(
+                    line,
+                    f"output name {row.id!r} is already used by line {seen[key]}; "
+                    "add an 'id' column to tell the rows apart",
+                )
+            )
+            continue
+        seen[key] = line
+        rows.append(row)
+    if not rows and not errors:
+        raise ConfigError(f"manifest {path} has no rows")
+    return Manifest(path, hashlib.sha256(data).hexdigest(), rows, errors)
+
+
+def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
+    """Map raw column names to canonical ones; unknown names are a ConfigError."""
+    known = field_names()
+    mapping: dict[str, str] = {}
+    unknown = []
+    for name in names:
+        key = name.strip()
+        if not key or key.startswith("Unnamed:"):
+            continue  # a spreadsheet's or pandas' index column
+        canon = _COLUMN_OF.get(key.lower(), key if key in known else None)
+        if canon is None:
+            unknown.append(key)
+        elif canon in mapping.values():
+            raise ConfigError(f"{where}: column {key!r} repeats {canon!r}")
+        else:
+            mapping[name] = canon
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; use image, "
+            "target_prompt, source_prompt, focus, seed, preset, id or an EditConfig field"
+        )
+    return mapping
+
+
+def _csv_records(data: bytes, path: Path) -> list[tuple[int, dict[str, Any] | str]]:
+    text = data.decode("utf-8-sig", errors="replace")
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = next(reader)
+    except StopIteration:
+        raise ConfigError(f"manifest {path.name} is empty") from None
+    mapping = _canonical_columns(header, f"manifest {path.name} line 1")
+    _require_columns(set(mapping.values()), f"manifest {path.name}")
+    out: list[tuple[int, dict[str, Any] | str]] = []
+    start = reader.line_num + 1
+    for values in reader:
+        line, start = start, reader.line_num + 1
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) != len(header):
+            out.append((line, f"has {len(values)} fields, the header has {len(header)}"))
+            continue
+        out.append(
+            (line, {mapping[k]: v for k, v in zip(header, values, strict=True) if k in mapping})
+        )
+    return out
+
+
+def _jsonl_records(data: bytes) -> list[tuple[int, dict[str, Any] | str]]:
+    out: list[tuple[int, dict[str, Any] | str]] = []
+    present: set[str] = set()
+    for line, text in enumerate(data.decode("utf-8-sig", errors="replace").splitlines(), 1):
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as exc:
+            out.append((line, f"invalid JSON ({exc.msg})"))
+            continue
+        if not isinstance(obj, dict):
+            out.append((line, "must be a JSON object"))
+            continue
+        try:
+            mapping = _canonical_columns(list(obj), f"line {line}")
+        except ConfigError as exc:
+            out.append((line, str(exc).removeprefix(f"line {line}: ")))
+            continue
+        record = {mapping[k]: v for k, v in obj.items()}
+        present |= set(record)
+        out.append((line, record))
+    if present:
+        _require_columns(present, "manifest")
+    return out
+
+
+def _require_columns(present: set[str], where: str) -> None:
+    missing = [c for c in ("image", "target_prompt") if c not in present]
+    if missing:
+        raise ConfigError(f"{where} has no {' or '.join(missing)} column")
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _make_row(
+    line: int, rec: dict[str, Any], base: Path, default_seed: int, default_preset: str
+) -> ManifestRow:
+    image_ref = _text(rec.get("image"))
+    if not image_ref:
+        raise ValueError("the image path is empty")
+    image = _resolve(image_ref, base)
+    if not image.is_file():
+        raise ValueError(f"image {image_ref!r} not found ({image})")
+    target = _text(rec.get("target_prompt"))
+    if not target:
+        raise ValueError("the target prompt is empty")
+    source = _text(rec.get("source_prompt"))
+    focus_text = _text(rec.get("focus"))
+    focus = tuple(w.strip() for w in focus_text.split(";") if w.strip()) or None
+    seed_text = _text(rec.get("seed"))
+    try:
+        seed = int(float(seed_text)) if seed_text else default_seed
+    except ValueError:
+        raise ValueError(f"seed must be an integer, got {seed_text!r}") from None
+    if not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+    preset = _text(rec.get("preset")) or default_preset
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    overrides = {k: v for k, v in rec.items() if k not in ALIASES and _text(v) != ""}
+    row_id = _text(rec.get("id"))
+    if row_id:
+        if not _SAFE_NAME.match(row_id):
+            raise ValueError(f"id {row_id!r} must be letters, digits, '.', '_' or '-' (max 100)")
+    else:
+        row_id = default_id(image_ref, target)
+    edited = _text(rec.get("edited"))
+    mask = _text(rec.get("mask"))
+    return ManifestRow(
+        line=line,
+        id=row_id,
+        image=image,
+        target_prompt=target,
+        source_prompt=source,
+        focus=focus,
+        seed=seed,
+        preset=preset,
+        overrides=overrides,
+        edited=_resolve(edited, base) if edited else None,
+        mask=_resolve(mask, base) if mask else None,
+    )
+
+
+def _resolve(ref: str, base: Path) -> Path:
+    p = Path(ref).expanduser()
+    return (p if p.is_absolute() else base / p).resolve()
+
+
+def default_id(image_ref: str, target_prompt: str) -> str:
+    """Output name from the image stem and a short hash of (image, target prompt)."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(image_ref).stem).strip("._-")[:60] or "image"
+    digest = hashlib.sha1(f"{image_ref}\n{target_prompt}".encode()).hexdigest()[:8]
+    return f"{stem}-{digest}"

@@ -1,0 +1,124 @@
+"""Ray backend: one actor per worker slot, the model loaded once per actor.
+
+The driver reads each input image, sends its bytes to an actor, and streams
+results back as they finish (``ray.wait``) into the single journal writer
+(``BatchRun.commit``). Actors return PNG bytes, so workers on other machines
+need no shared file system; only the model must be loadable there.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from lusd.batch.execute import EditorFactory, JobOutput, execute, worker_name
+from lusd.batch.jobs import JobSpec
+from lusd.errors import DeviceError, ImageInputError
+
+if TYPE_CHECKING:
+    from lusd.batch.runner import BatchRun, BatchSummary, Progress
+
+log = logging.getLogger(__name__)
+
+#: Jobs queued per actor beyond the one running (hides the transfer latency).
+PREFETCH = 1
+
+
+class EditActor:
+    """Holds one Editor for its whole life (the model is loaded once)."""
+
+    def __init__(self, factory: EditorFactory) -> None:
+        self.editor = factory()
+        self.name = worker_name()
+
+    def run(self, job: JobSpec, image_bytes: bytes) -> JobOutput:
+        return execute(self.editor, job, image_bytes)
+
+
+def _connect(address: str | None, workers: int) -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise DeviceError(
+            "the ray backend needs Ray: pip install 'lusd[ray]' (ray[default]==2.60.0)"
+        ) from None
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def run_on_ray(
+    run: BatchRun,
+    todo: list[JobSpec],
+    factory: EditorFactory,
+    progress: Progress | None,
+    summary: BatchSummary,
+) -> None:
+    opts = run.opts
+    ray = _connect(opts.address, opts.workers)
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    per_actor = {"num_cpus": 1, "num_gpus": 1 if gpus >= opts.workers else 0}
+    log.info("ray: %d actor(s) with %s", opts.workers, per_actor)
+    actor_cls = ray.remote(**per_actor)(EditActor)
+    actors = [actor_cls.remote(factory) for _ in range(opts.workers)]
+    queue = deque(todo)
+    in_flight: dict[Any, tuple[Any, JobSpec]] = {}
+    load: dict[Any, int] = dict.fromkeys(actors, 0)
+    finished = 0
+
+    def submit(actor: Any) -> None:
+        while queue and load[actor] <= PREFETCH:
+            job = queue.popleft()
+            try:
+                data = run.read_input(job)
+            except ImageInputError as exc:
+                run.start(job, "driver")
+                _record(job, JobOutput(job.id, False, 0.0, error=f"ImageInputError: {exc}"))
+                continue
+            run.start(job, "ray")
+            in_flight[actor.run.remote(job, data)] = (actor, job)
+            load[actor] += 1
+
+    def _record(job: JobSpec, out: JobOutput) -> None:
+        nonlocal finished
+        ok = run.commit(job, out)
+        summary.done += ok
+        summary.failed += not ok
+        finished += 1
+        if progress:
+            progress(finished, len(todo), job.id, ok)
+
+    replaced: dict[Any, Any] = {}
+    try:
+        for actor in actors:
+            submit(actor)
+        while in_flight:
+            ready, _ = ray.wait(list(in_flight), num_returns=1)
+            owner, job = in_flight.pop(ready[0])
+            if owner in load:
+                load[owner] -= 1
+            try:
+                out = ray.get(ready[0])
+            except ray.exceptions.RayActorError as exc:
+                out = JobOutput(job.id, False, 0.0, error=f"worker died: {_short(exc)}")
+                if owner not in replaced:
+                    log.warning("ray worker died; starting a new one")
+                    replaced[owner] = actor_cls.remote(factory)
+                    load.pop(owner, None)
+                    load[replaced[owner]] = 0
+            except ray.exceptions.RayError as exc:
+                out = JobOutput(job.id, False, 0.0, error=f"ray: {_short(exc)}")
+            _record(job, out)
+            submit(replaced.get(owner, owner))
+    finally:
+        for actor in list(load):
+            ray.kill(actor)
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text[:300]

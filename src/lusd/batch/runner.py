@@ -1,0 +1,288 @@
+"""Batch driver: plan the run from manifest + journal, dispatch jobs, record results.
+
+The driver is the only journal writer. Backends (local loop here, Ray in
+``ray_runner``) call ``BatchRun.start`` before a job runs and ``BatchRun.commit``
+with the worker's output; ``commit`` writes both files atomically, then marks
+the job done in one transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lusd.batch.execute import (
+    EditorFactory,
+    JobOutput,
+    PipelineEditorFactory,
+    decode_image,
+    execute,
+)
+from lusd.batch.execute import worker_name as _worker_name
+from lusd.batch.jobs import JobSpec, build_jobs, model_default_config, model_key
+from lusd.batch.journal import Done, Journal
+from lusd.batch.manifest import RowError, read_manifest
+from lusd.batch.outdir import (
+    atomic_write,
+    open_journal,
+    output_paths,
+    remove_temp_files,
+    run_lock,
+    sha256_bytes,
+    sha256_file,
+)
+from lusd.errors import ConfigError, ImageInputError
+
+log = logging.getLogger(__name__)
+
+#: progress(finished_so_far, total_to_run, job_id, ok)
+Progress = Callable[[int, int, str, bool], None]
+
+
+@dataclass
+class BatchOptions:
+    manifest: Path
+    outdir: Path
+    model: str | None = None
+    preset: str = "lusd"
+    seed: int = 0
+    overrides: dict[str, Any] = field(default_factory=dict)
+    strict: bool = False
+    rerun_changed: bool = False
+    max_attempts: int = 3
+    backend: str = "local"
+    workers: int = 1
+    address: str | None = None
+    device: str | None = None
+    dtype: str | None = None
+    allow_pickle: bool = False
+    threads: int | None = None
+    oracle: bool | None = None  # None: on when the model is the shipped shapes model
+
+
+@dataclass
+class BatchSummary:
+    total_rows: int
+    bad_rows: list[RowError]
+    to_run: int
+    done: int = 0
+    failed: int = 0
+    skipped_done: int = 0
+    gave_up: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def edits_per_minute(self) -> float:
+        return 60.0 * self.done / self.seconds if self.seconds > 0 else 0.0
+
+
+class BatchRun:
+    """One invocation of ``lusd batch`` against one OUTDIR."""
+
+    def __init__(self, opts: BatchOptions, journal: Journal, jobs: list[JobSpec]) -> None:
+        self.opts = opts
+        self.journal = journal
+        self.outdir = opts.outdir
+        self.jobs = {j.id: j for j in jobs}
+        self._inputs: dict[str, bytes] = {}
+        self.oracle = opts.oracle if opts.oracle is not None else opts.model is None
+
+    def read_input(self, job: JobSpec) -> bytes:
+        """The input image's bytes (kept until the job is committed, for its metrics)."""
+        try:
+            data = Path(job.image).read_bytes()
+        except OSError as exc:
+            raise ImageInputError(f"cannot read {job.image}: {exc.strerror}") from None
+        self._inputs[job.id] = data
+        return data
+
+    def start(self, job: JobSpec, worker: str = "") -> None:
+        self.journal.start(job.id, worker)
+
+    def commit(self, job: JobSpec, out: JobOutput) -> bool:
+        """Record a worker's output; True when the job is done."""
+        data = self._inputs.pop(job.id, b"")
+        if not out.ok:
+            self.journal.fail(job.id, out.error, out.seconds)
+            return False
+        rel_img, rel_mask = output_paths(job.id)
+        try:
+            metrics = self._metrics(job, data, out)
+            atomic_write(self.outdir / rel_img, out.image_png)
+            atomic_write(self.outdir / rel_mask, out.mask_png)
+        except Exception as exc:  # disk full, bad worker output, ...
+            log.exception("recording %s failed", job.id)
+            self.journal.fail(job.id, f"{type(exc).__name__}: {exc}", out.seconds)
+            return False
+        self.journal.finish(
+            Done(
+                job_id=job.id,
+                output=rel_img,
+                mask=rel_mask,
+                output_sha256=sha256_bytes(out.image_png),
+                mask_sha256=sha256_bytes(out.mask_png),
+                seconds=out.seconds,
+                stats=out.stats,
+                metrics=metrics,
+                worker=out.worker,
+            )
+        )
+        return True
+
+    def _metrics(self, job: JobSpec, data: bytes, out: JobOutput) -> dict[str, float]:
+        from lusd.eval.metrics import pixel_metrics
+
+        edited = decode_image(out.image_png, "edited image")
+        mask = decode_image(out.mask_png, "mask").convert("L")
+        if not data:
+            return {}
+        source = decode_image(data, job.image)
+        metrics = pixel_metrics(source, edited, mask, job.config.mask_threshold)
+        if self.oracle:
+            from lusd.eval.oracle import oracle_metrics
+
+            metrics.update(oracle_metrics(source, edited, job.target_prompt))
+        return metrics
+
+
+def plan(
+    opts: BatchOptions, journal: Journal, jobs: list[JobSpec], summary: BatchSummary
+) -> list[JobSpec]:
+    """Sync the manifest's jobs into the journal and return those to run now."""
+    remove_temp_files(opts.outdir)
+    todo: list[JobSpec] = []
+    for job in jobs:
+        row = journal.job(job.id)
+        if row is None:
+            journal.upsert_job(job, reset=False)
+            todo.append(job)
+            continue
+        state, changed = row["state"], row["config_hash"] != job.config_hash
+        if state == "done":
+            if changed and opts.rerun_changed:
+                journal.upsert_job(job, reset=True)
+                todo.append(job)
+            elif changed:
+                summary.changed.append(job.id)
+                summary.skipped_done += 1
+            elif _outputs_intact(opts.outdir, row):
+                summary.skipped_done += 1
+            else:
+                journal.upsert_job(job, reset=False)
+                journal.set_pending(job.id, "output-missing")
+                todo.append(job)
+            continue
+        journal.upsert_job(job, reset=changed)
+        if state == "running":
+            journal.set_pending(job.id, "interrupted")
+            todo.append(job)
+        elif state == "failed" and not changed and row["failures"] >= opts.max_attempts:
+            summary.gave_up.append(job.id)
+        else:
+            todo.append(job)
+    return todo
+
+
+def _outputs_intact(outdir: Path, row: Any) -> bool:
+    return all(
+        row[col] and sha256_file(outdir / row[col]) == row[sha]
+        for col, sha in (("output", "output_sha256"), ("mask", "mask_sha256"))
+    )
+
+
+def prepare(opts: BatchOptions) -> tuple[list[JobSpec], list[RowError]]:
+    """Read and validate the manifest; every bad row is returned, none raised (unless strict)."""
+    manifest = read_manifest(opts.manifest, default_seed=opts.seed, default_preset=opts.preset)
+    base = model_default_config(opts.model)
+    jobs, cfg_errors = build_jobs(manifest.rows, base, model_key(opts.model), opts.overrides)
+    bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
+    if bad and opts.strict:
+        lines = "; ".join(str(e) for e in bad[:20])
+        more = f" (and {len(bad) - 20} more)" if len(bad) > 20 else ""
+        raise ConfigError(f"{len(bad)} bad row(s) in {opts.manifest.name}: {lines}{more}")
+    return jobs, bad
+
+
+def run_batch(
+    opts: BatchOptions,
+    editor_factory: EditorFactory | None = None,
+    progress: Progress | None = None,
+) -> BatchSummary:
+    """Run (or resume) the batch described by ``opts``; returns what happened."""
+    opts.manifest = Path(opts.manifest).expanduser().resolve()
+    opts.outdir = Path(opts.outdir).expanduser().resolve()
+    if opts.backend not in ("local", "ray"):
+        raise ConfigError(f"unknown backend {opts.backend!r}: use local or ray")
+    if opts.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
+    jobs, bad = prepare(opts)
+    manifest_sha = read_manifest_sha(opts.manifest)
+    factory = editor_factory or PipelineEditorFactory(
+        opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads
+    )
+    with run_lock(opts.outdir):
+        journal = open_journal(opts.outdir, opts.manifest, manifest_sha)
+        try:
+            journal.set_meta(
+                model=model_key(opts.model),
+                bad_rows=json.dumps([{"line": e.line, "message": e.message} for e in bad]),
+                oracle=json.dumps(opts.oracle if opts.oracle is not None else opts.model is None),
+            )
+            summary = BatchSummary(total_rows=len(jobs) + len(bad), bad_rows=bad, to_run=0)
+            todo = plan(opts, journal, jobs, summary)
+            summary.to_run = len(todo)
+            run = BatchRun(opts, journal, jobs)
+            start = time.perf_counter()
+            if todo:
+                backend = _run_local if opts.backend == "local" else _run_ray
+                backend(run, todo, factory, progress, summary)
+            summary.seconds = time.perf_counter() - start
+        finally:
+            journal.close()
+    return summary
+
+
+def read_manifest_sha(path: Path) -> str:
+    return sha256_bytes(path.read_bytes())
+
+
+def _run_local(
+    run: BatchRun,
+    todo: list[JobSpec],
+    factory: EditorFactory,
+    progress: Progress | None,
+    summary: BatchSummary,
+) -> None:
+    editor = factory()
+    name = _worker_name()
+    for i, job in enumerate(todo, 1):
+        run.start(job, name)
+        try:
+            data = run.read_input(job)
+        except ImageInputError as exc:
+            out = JobOutput(job.id, False, 0.0, error=f"ImageInputError: {exc}", worker=name)
+        else:
+            out = execute(editor, job, data)
+        ok = run.commit(job, out)
+        summary.done += ok
+        summary.failed += not ok
+        if progress:
+            progress(i, len(todo), job.id, ok)
+
+
+def _run_ray(
+    run: BatchRun,
+    todo: list[JobSpec],
+    factory: EditorFactory,
+    progress: Progress | None,
+    summary: BatchSummary,
+) -> None:
+    from lusd.batch.ray_runner import run_on_ray  # imports ray: only for --backend ray
+
+    run_on_ray(run, todo, factory, progress, summary)
