@@ -1,0 +1,270 @@
+"""The gradio web app (`lusd serve`): one local edit made easy and safe for non-engineers."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import gradio as gr
+
+from lusd.app_edit import (
+    DEFAULT_STRENGTH,
+    STRENGTHS,
+    AppSettings,
+    Editor,
+    EditRecord,
+    list_examples,
+    new_seed,
+)
+from lusd.errors import LUSDError
+
+log = logging.getLogger(__name__)
+
+TITLE = "LUSD — local image editing"
+INTRO = (
+    "**1.** Upload a picture (or pick an example below). **2.** Say what it shows (optional) "
+    "and what it should become. **3.** Press **Edit**. Only the part that your words change "
+    "is edited; the rest of the picture stays as it was."
+)
+UNEXPECTED = "The edit failed unexpectedly. Try again, or go back to an earlier result below."
+BAD_UPLOAD = "This file is not a picture the app can read. Use a PNG, JPEG or WebP image."
+CSS = """
+#lusd-input img, #lusd-compare img, #lusd-gallery img { image-rendering: pixelated; }
+#lusd-status { min-height: 2.5em; }
+"""
+_PROGRESS = gr.Progress()  # a marker: gradio injects the real tracker per call
+
+
+def make_temp_dir() -> Path:
+    """A fresh private folder for uploads and results; gradio serves files from it only."""
+    folder = Path(tempfile.mkdtemp(prefix="lusd-serve-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(folder)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder / "examples-cache")
+    return folder
+
+
+def _plain_upload_errors(component: gr.Image) -> gr.Image:
+    """Turn an unreadable upload into a plain message instead of a generic "Error".
+
+    (It wraps the instance's method: a gr.Image subclass would make gradio write a .pyi.)
+    """
+    original = component.preprocess
+
+    def preprocess(payload: Any) -> Any:
+        try:
+            return original(payload)
+        except Exception:
+            log.info("rejected an upload", exc_info=True)
+            title = "Cannot read the picture"
+            raise gr.Error(BAD_UPLOAD, title=title, print_exception=False) from None
+
+    component.preprocess = preprocess  # type: ignore[method-assign]
+    return component
+
+
+def _view(record: EditRecord, show_mask: bool) -> tuple[str, str]:
+    """(before, after) for the comparison slider; "after" shows the mask when asked."""
+    return record.input_path, record.overlay_path if show_mask else record.result_path
+
+
+def _gallery(history: list[EditRecord]) -> list[tuple[str, str]]:
+    return [(r.result_path, r.caption) for r in reversed(history)]
+
+
+def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> SimpleNamespace:
+    """Create the page's components (inside an open Blocks) and return them by name."""
+    ui = SimpleNamespace()
+    gr.Markdown(f"# {TITLE}\n{INTRO}")
+    ui.history = gr.State([])
+    ui.current = gr.State(None)
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            ui.image = _plain_upload_errors(
+                gr.Image(
+                    label="Your picture",
+                    type="filepath",
+                    image_mode=None,
+                    format="png",
+                    sources=["upload", "clipboard"],
+                    height=360,
+                    elem_id="lusd-input",
+                )
+            )
+        with gr.Column():
+            ui.compare = gr.ImageSlider(
+                label="Before / after (drag the handle)",
+                type="filepath",
+                format="png",
+                interactive=False,
+                height=360,
+                elem_id="lusd-compare",
+            )
+            with gr.Row():
+                ui.show_mask = gr.Checkbox(
+                    label="Show the edited area (mask)", value=False, elem_id="lusd-mask"
+                )
+                ui.download = gr.DownloadButton(
+                    "Download result (PNG with its settings)", size="md", elem_id="lusd-download"
+                )
+    with gr.Row():
+        limit = settings.max_prompt_chars
+        ui.source = gr.Textbox(
+            label="What the picture shows (optional)",
+            placeholder="a red circle",
+            max_length=limit,
+            elem_id="lusd-source",
+        )
+        ui.target = gr.Textbox(
+            label="What it should become",
+            placeholder="a red circle and a blue square",
+            max_length=limit,
+            elem_id="lusd-target",
+        )
+        ui.focus = gr.Textbox(
+            label="Focus words (change them if needed)",
+            info="Filled in from the two descriptions: the words the edit is about.",
+            max_length=limit,
+            elem_id="lusd-focus",
+        )
+    with gr.Row():
+        ui.strength = gr.Slider(
+            min(STRENGTHS),
+            max(STRENGTHS),
+            value=DEFAULT_STRENGTH,
+            step=1,
+            label="Strength",
+            info="1 = subtle and quick, 5 = strong and slower",
+            elem_id="lusd-strength",
+        )
+        ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="lusd-seed")
+    with gr.Row():
+        ui.run = gr.Button("Edit", variant="primary", elem_id="lusd-edit")
+        ui.again = gr.Button("Try again (new seed)", elem_id="lusd-again")
+        ui.further = gr.Button("Edit this result further", elem_id="lusd-further")
+    ui.status = gr.Markdown("Ready.", elem_id="lusd-status")
+    ui.gallery = gr.Gallery(
+        label="Your results in this session (click one to go back to it)",
+        columns=6,
+        height=200,
+        allow_preview=False,
+        interactive=False,
+        format="png",
+        elem_id="lusd-gallery",
+    )
+    if examples:
+        gr.Examples(
+            examples=[list(row) for row in examples],
+            inputs=[ui.image, ui.source, ui.target],
+            label="Examples from the shapes world",
+        )
+    return ui
+
+
+def build_app(
+    pipe: Any, settings: AppSettings | None = None, workdir: Path | None = None
+) -> gr.Blocks:
+    """The Blocks app around a loaded pipeline (anything with the LUSDPipeline call contract).
+
+    ``workdir`` holds uploads and results; without one, :func:`make_temp_dir` makes a
+    private folder and points gradio at it, so no other file can be served.
+    """
+    settings = settings or AppSettings()
+    editor = Editor(pipe, settings, Path(workdir) if workdir else make_temp_dir())
+    examples = list_examples(settings.examples_dir)
+
+    def edit(image, source, target, focus, strength, seed, show_mask, history, progress=_PROGRESS):
+        def report(step: int, total: int) -> None:
+            progress((step, total), desc="Editing", unit="steps")
+
+        progress(0, desc="Starting")
+        try:
+            record = editor.run(image, source, target, focus, int(strength), int(seed), report)
+        except LUSDError as error:
+            raise gr.Error(str(error), title="Cannot edit", print_exception=False) from None
+        except Exception:
+            log.exception("edit failed")
+            raise gr.Error(UNEXPECTED, print_exception=False) from None
+        history = (list(history or []) + [record])[-settings.history_size :]
+        gallery = _gallery(history)
+        view = _view(record, show_mask)
+        return view, record.result_path, record.summary(), history, gallery, record, record.seed
+
+    def try_again(image, source, target, focus, strength, show_mask, history, progress=_PROGRESS):
+        seed = new_seed()
+        return edit(image, source, target, focus, strength, seed, show_mask, history, progress)
+
+    def toggle_mask(show_mask: bool, current: EditRecord | None):
+        return _view(current, show_mask) if current else gr.skip()
+
+    def pick(history: list[EditRecord], show_mask: bool, evt: gr.SelectData):
+        ordered = list(reversed(history or []))
+        if evt.index is None or not 0 <= evt.index < len(ordered):
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        record = ordered[evt.index]
+        return _view(record, show_mask), record.result_path, f"Back to: {record.summary()}", record
+
+    def reuse(current: EditRecord | None):
+        if current is None:
+            raise gr.Error("There is no result yet: run an edit first.", print_exception=False)
+        return current.result_path, current.target_prompt, "Continuing from this result."
+
+    with gr.Blocks(title=TITLE, analytics_enabled=False, delete_cache=(3600, 24 * 3600)) as demo:
+        ui = _layout(settings, examples)
+        outputs = [ui.compare, ui.download, ui.status, ui.history, ui.gallery, ui.current, ui.seed]
+        common = [ui.image, ui.source, ui.target, ui.focus, ui.strength]
+        queued = {"concurrency_limit": settings.concurrency, "concurrency_id": "edit"}
+        instant = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+        ui.run.click(
+            edit, [*common, ui.seed, ui.show_mask, ui.history], outputs, api_name="edit", **queued
+        )
+        ui.again.click(
+            try_again, [*common, ui.show_mask, ui.history], outputs, api_name="try_again", **queued
+        )
+        for box in (ui.source, ui.target):
+            box.change(editor.focus_preview, [ui.source, ui.target], ui.focus, **instant)
+        ui.show_mask.change(toggle_mask, [ui.show_mask, ui.current], ui.compare, **instant)
+        ui.gallery.select(
+            pick,
+            [ui.history, ui.show_mask],
+            [ui.compare, ui.download, ui.status, ui.current],
+            **instant,
+        )
+        ui.further.click(reuse, ui.current, [ui.image, ui.source, ui.status], **instant)
+        gr.api(editor.focus_preview, api_name="focus_words")
+    demo.queue(max_size=settings.max_queue, default_concurrency_limit=settings.concurrency)
+    return demo
+
+
+def launch(
+    demo: gr.Blocks,
+    settings: AppSettings,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    share: bool = False,
+    block: bool = True,
+) -> str:
+    """Serve ``demo`` and return its local URL; with ``block`` False it returns at once."""
+    theme = gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"]
+    )
+    _, url, _ = demo.launch(
+        server_name=host,
+        server_port=port,
+        share=share,
+        prevent_thread_lock=not block,
+        max_file_size=settings.max_file_size,
+        show_error=False,
+        quiet=True,
+        footer_links=["api"],
+        ssr_mode=False,
+        pwa=False,
+        mcp_server=False,
+        enable_monitoring=False,
+        theme=theme,
+        css=CSS,
+    )
+    return url

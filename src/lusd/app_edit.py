@@ -1,0 +1,311 @@
+"""The web app's editing logic, free of gradio: settings, strength mapping, one edit, records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from lusd import __version__
+from lusd.config import EditConfig, preset_config
+from lusd.errors import ImageInputError, LUSDError, PromptError
+
+log = logging.getLogger(__name__)
+
+#: Strength slider value -> (factor on the number of steps, factor on the scale schedule).
+#: Both factors multiply the model's own defaults (``pipe.default_config``); 3 is the default.
+STRENGTHS: dict[int, tuple[float, float]] = {
+    1: (0.5, 0.6),
+    2: (0.75, 0.8),
+    3: (1.0, 1.0),
+    4: (1.25, 1.25),
+    5: (1.5, 1.5),
+}
+DEFAULT_STRENGTH = 3
+_SEED_LIMIT = 2**31 - 1
+#: Overlay colour of the mask view (RGB) and its strongest opacity.
+_MASK_TINT = np.array([255, 40, 200], dtype=np.float32)
+_MASK_ALPHA = 0.6
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Limits and defaults of one served app."""
+
+    max_file_size: str = "10mb"
+    max_pixels: int = 16_000_000
+    concurrency: int = 1
+    max_queue: int = 8
+    max_prompt_chars: int = 300
+    history_size: int = 12
+    #: EditConfig overrides applied to the model's defaults before the strength mapping.
+    base_overrides: dict[str, Any] = field(default_factory=dict)
+    model_name: str = "shapes-world"
+    examples_dir: Path | None = None
+
+
+@dataclass(frozen=True)
+class EditRecord:
+    """One finished edit of the session (files live in the app's temp folder)."""
+
+    id: str
+    input_path: str
+    result_path: str
+    mask_path: str
+    overlay_path: str
+    source_prompt: str
+    target_prompt: str
+    focus_words: tuple[str, ...]
+    seed: int
+    strength: int
+    seconds: float
+    iterations: int
+
+    @property
+    def caption(self) -> str:
+        return f"{self.target_prompt} (seed {self.seed}, strength {self.strength})"
+
+    def summary(self) -> str:
+        focus = ", ".join(self.focus_words) or "none"
+        return (
+            f"Done in {self.seconds:.1f} s ({self.iterations} steps). "
+            f"Focus words: {focus}. Seed {self.seed}, strength {self.strength}."
+        )
+
+
+def strength_config(base: EditConfig, strength: int) -> EditConfig:
+    """The config for a strength value: steps and scale schedule scaled from ``base``.
+
+    ``num_steps`` is multiplied by the first factor of :data:`STRENGTHS` (at least 1),
+    ``scale_high`` and ``scale_low`` by the second; everything else stays as in ``base``.
+    """
+    if strength not in STRENGTHS:
+        raise LUSDError(f"strength must be one of {min(STRENGTHS)}..{max(STRENGTHS)}")
+    steps_factor, scale_factor = STRENGTHS[strength]
+    return base.replace(
+        num_steps=max(1, round(base.num_steps * steps_factor)),
+        scale_high=base.scale_high * scale_factor,
+        scale_low=base.scale_low * scale_factor,
+    )
+
+
+def parse_focus(text: str | None) -> list[str] | None:
+    """Focus words typed by the user ("party, hat" or "party hat"); None means automatic."""
+    words = [w for w in re.split(r"[,;\s]+", text or "") if w]
+    return words or None
+
+
+def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
+    """``image`` with the edited area (``mask``, mode L) tinted, for the mask view."""
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    weight = np.asarray(mask.convert("L").resize(image.size), dtype=np.float32)[..., None] / 255
+    alpha = weight * _MASK_ALPHA
+    mixed = rgb * (1 - alpha) + _MASK_TINT * alpha
+    return Image.fromarray(np.clip(mixed + 0.5, 0, 255).astype(np.uint8))
+
+
+def new_seed() -> int:
+    return int(np.random.default_rng().integers(0, _SEED_LIMIT))
+
+
+def _plain(error: LUSDError, path: str | None = None) -> str:
+    """One line for the page: no server paths, first letter capitalised."""
+    text = str(error).splitlines()[0] if str(error) else type(error).__name__
+    if path:
+        text = text.replace(str(path), "the picture")
+    return text[:1].upper() + text[1:]
+
+
+class Editor:
+    """Runs edits for the app with one loaded pipeline and writes results to ``workdir``."""
+
+    def __init__(self, pipe: Any, settings: AppSettings, workdir: Path) -> None:
+        self.pipe = pipe
+        self.settings = settings
+        self.workdir = Path(workdir)
+        base = getattr(pipe, "default_config", None) or EditConfig()
+        self.base_config = preset_config("lusd", base=base, **settings.base_overrides)
+
+    def config_for(self, strength: int) -> EditConfig:
+        return strength_config(self.base_config, strength)
+
+    def focus_preview(self, source_prompt: str, target_prompt: str) -> str:
+        """The automatic focus words for the prompts, comma separated ("" if none)."""
+        if not (target_prompt or "").strip():
+            return ""
+        try:
+            from lusd.focus import focus_words
+
+            return ", ".join(focus_words(source_prompt or "", target_prompt))
+        except Exception:  # a preview must never break typing
+            log.warning("focus preview failed", exc_info=True)
+            return ""
+
+    def check_focus(self, target_prompt: str, focus: list[str] | None) -> None:
+        """Raise PromptError when a focus word is not in the target prompt."""
+        tokenizer = getattr(self.pipe, "tokenizer", None)
+        if not focus or tokenizer is None:
+            return
+        from lusd.focus import token_positions
+
+        token_positions(tokenizer, target_prompt, focus)
+
+    def check_inputs(self, image_path: str | None, source: str, target: str) -> None:
+        """Plain-words errors for what the user can fix before an edit starts."""
+        if not image_path:
+            raise ImageInputError("Upload a picture first, or pick one of the examples.")
+        if not (target or "").strip():
+            raise PromptError("Describe what the picture should become (the target prompt).")
+        limit = self.settings.max_prompt_chars
+        for name, text in (("description", source), ("target prompt", target)):
+            if len(text or "") > limit:
+                raise PromptError(f"The {name} is too long: keep it under {limit} characters.")
+
+    def load(self, image_path: str) -> Image.Image:
+        from lusd.images import load_image
+
+        try:
+            return load_image(image_path, max_pixels=self.settings.max_pixels)
+        except ImageInputError as error:
+            raise ImageInputError(_plain(error, image_path)) from None
+
+    def run(
+        self,
+        image_path: str | None,
+        source_prompt: str,
+        target_prompt: str,
+        focus_text: str,
+        strength: int,
+        seed: int,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> EditRecord:
+        """One edit; raises LUSDError (one plain line) for anything the user can fix."""
+        source, target = (source_prompt or "").strip(), (target_prompt or "").strip()
+        self.check_inputs(image_path, source, target)
+        image = self.load(str(image_path))
+        focus = parse_focus(focus_text)
+        self.check_focus(target, focus)
+        config = self.config_for(int(strength))
+        seed = int(seed) % _SEED_LIMIT
+        import torch
+
+        generator = torch.Generator("cpu").manual_seed(seed)
+        start = time.perf_counter()
+        out = self.pipe(
+            image,
+            source,
+            target,
+            focus=focus,
+            config=config,
+            generator=generator,
+            callback=progress,
+        )
+        seconds = time.perf_counter() - start
+        stats = dict(getattr(out, "stats", {}) or {})
+        words = tuple(getattr(out, "focus_words", None) or focus or ())
+        return self._save(
+            image,
+            out.images[0],
+            out.masks[0],
+            source,
+            target,
+            words,
+            seed,
+            int(strength),
+            config,
+            seconds,
+            int(stats.get("iterations", config.num_steps)),
+        )
+
+    def _save(
+        self,
+        original: Image.Image,
+        result: Image.Image,
+        mask: Image.Image,
+        source: str,
+        target: str,
+        words: tuple[str, ...],
+        seed: int,
+        strength: int,
+        config: EditConfig,
+        seconds: float,
+        iterations: int,
+    ) -> EditRecord:
+        from lusd.images import save_image
+
+        record_id = uuid.uuid4().hex[:12]
+        folder = self.workdir / "results" / record_id
+        settings = {  # the same "lusd" record as `lusd edit` writes, plus the strength
+            "source_prompt": source,
+            "target_prompt": target,
+            "focus": list(words),
+            "preset": "lusd",
+            "seed": seed,
+            "strength": strength,
+            "model": self.settings.model_name,
+            "config": config.to_dict(),
+        }
+        metadata = {"lusd": json.dumps(settings), "Software": f"lusd {__version__} (web app)"}
+        mask_l = mask.convert("L").resize(result.size)
+        paths = {
+            "input": save_image(original, folder / "input.png"),
+            "result": save_image(result, folder / f"lusd-edit-{seed}.png", metadata),
+            "mask": save_image(mask_l, folder / "mask.png"),
+            "overlay": save_image(mask_overlay(result, mask_l), folder / "overlay.png"),
+        }
+        return EditRecord(
+            id=record_id,
+            input_path=str(paths["input"]),
+            result_path=str(paths["result"]),
+            mask_path=str(paths["mask"]),
+            overlay_path=str(paths["overlay"]),
+            source_prompt=source,
+            target_prompt=target,
+            focus_words=words,
+            seed=seed,
+            strength=strength,
+            seconds=seconds,
+            iterations=iterations,
+        )
+
+
+def list_examples(folder: Path | None) -> list[tuple[str, str, str]]:
+    """(image path, source prompt, target prompt) for each PNG in ``folder``.
+
+    Prompts come from the PNG's text chunks (``lusd:source_prompt`` or ``caption``, and
+    ``lusd:target_prompt``) or from a ``<name>.txt`` beside it (first line source, second
+    line target). A missing or empty folder gives no examples.
+    """
+    if folder is None or not Path(folder).is_dir():
+        return []
+    rows = []
+    for path in sorted(Path(folder).glob("*.png")):
+        source, target = _example_prompts(path)
+        rows.append((str(path), source, target))
+    return rows
+
+
+def _example_prompts(path: Path) -> tuple[str, str]:
+    texts: dict[str, str] = {}
+    try:
+        with Image.open(path) as im:
+            texts = {k: str(v) for k, v in getattr(im, "text", {}).items()}
+    except Exception:
+        log.warning("cannot read example %s", path)
+    source = texts.get("lusd:source_prompt") or texts.get("caption") or ""
+    target = texts.get("lusd:target_prompt", "")
+    sidecar = path.with_suffix(".txt")
+    if sidecar.is_file():
+        lines = [line.strip() for line in sidecar.read_text().splitlines()]
+        source = lines[0] if lines else source
+        target = lines[1] if len(lines) > 1 else target
+    return source, target

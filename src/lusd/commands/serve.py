@@ -1,0 +1,77 @@
+"""`lusd serve`: the web app for people who would rather not use a terminal."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+import typer
+
+from lusd.commands.common import cli_errors, console, err_console, quiet_libraries
+
+MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
+log = logging.getLogger(__name__)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@cli_errors
+def serve(
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback)."),
+    port: int = typer.Option(7860, "--port", help="Port to listen on."),
+    share: bool = typer.Option(
+        False, "--share/--no-share", help="Make a public gradio.live link (off by default)."
+    ),
+    device: str = typer.Option("cpu", "--device", help="cpu (default), auto, cuda[:N] or mps."),
+    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16."),
+    steps: int = typer.Option(
+        None, "--steps", min=1, help="Steps at strength 3 (default: the model's)."
+    ),
+    max_queue: int = typer.Option(8, "--max-queue", min=1, help="Edits allowed to wait."),
+    concurrency: int = typer.Option(1, "--concurrency", min=1, help="Edits run at once."),
+    max_file_size: str = typer.Option("10mb", "--max-file-size", help="Upload size limit."),
+    max_pixels: int = typer.Option(
+        16_000_000, "--max-pixels", min=1, help="Pixel limit of a picture."
+    ),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
+) -> None:
+    """Start the web app: upload a picture, describe the change, press Edit."""
+    quiet_libraries()
+    logging.getLogger("lusd").setLevel(logging.INFO)
+    from lusd.app_edit import AppSettings
+    from lusd.loading import load_pipeline
+    from lusd.shapes import EXAMPLES_DIR
+
+    with console.status("loading model..."):
+        pipe = load_pipeline(model, device, dtype, allow_pickle)
+    pipe.set_progress_bar_config(disable=True)
+    settings = AppSettings(
+        max_file_size=max_file_size,
+        max_pixels=max_pixels,
+        concurrency=concurrency,
+        max_queue=max_queue,
+        base_overrides={"num_steps": steps} if steps else {},
+        model_name=str(model or "shapes-world"),
+        examples_dir=EXAMPLES_DIR if model is None else None,
+    )
+    from lusd.app import build_app, launch
+
+    demo = build_app(pipe, settings)
+    if not _is_loopback(host):
+        err_console.print(f"[yellow]warning:[/] listening on {host}: other machines can reach it")
+    if share:
+        err_console.print("[yellow]warning:[/] --share makes the app public on the internet")
+    console.print(f"open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port} (Ctrl+C stops)")
+    launch(demo, settings, host=host, port=port, share=share, block=True)
