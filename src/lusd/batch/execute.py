@@ -173,7 +173,9 @@ class PipelineEditor:
             job.source_prompt,
             job.target_prompt,
             focus=list(job.focus) if job.focus else None,
-            preset=job.preset,
+            # job.config is already the fully resolved config (preset included);
+            # preset "lusd" adds nothing on top of it, so it is used exactly.
+            preset="lusd",
             config=job.config,
             generator=generator,
         )

@@ -61,12 +61,9 @@ def _config_values(values: Any) -> dict[str, Any]:
 
 def _model_folder(model: str | None) -> Path | None:
     if model is None:
-        try:
-            from lusd.shapes import MODEL_DIR  # type: ignore[attr-defined]
+        from lusd.shapes import SHAPES_MODEL_DIR
 
-            return Path(MODEL_DIR)
-        except (ImportError, AttributeError):
-            return Path(__file__).resolve().parent.parent / "shapes" / "model"
+        return Path(SHAPES_MODEL_DIR)
     p = Path(model).expanduser()
     return p if p.is_dir() else None
 
