@@ -163,6 +163,7 @@ class PipelineEditor:
         if threads:
             torch.set_num_threads(threads)
         self.pipe = load_pipeline(model, device=device, dtype=dtype, allow_pickle=allow_pickle)
+        self.pipe.set_progress_bar_config(disable=True)
 
     def __call__(self, image: Image.Image, job: JobSpec) -> EditResult:
         import torch

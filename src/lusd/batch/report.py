@@ -1,0 +1,207 @@
+"""``lusd report``: one self-contained HTML page about a batch run.
+
+KPIs, a before/after/mask grid whose metric columns sort on click (a few lines
+of inline JS), matplotlib histograms embedded as PNG, and every failure with its
+reason. Images are embedded as base64 thumbnails, or linked relatively.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import statistics
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from lusd.batch.journal import JOURNAL_NAME, Journal
+from lusd.batch.outdir import atomic_write
+from lusd.batch.report_assets import CSS, JS, histograms_png
+from lusd.eval.evaluate import summarize
+
+#: Metric columns shown in the grid, in order, with their headers.
+COLUMNS = {
+    "oracle_success": "oracle ok",
+    "bg_change": "bg change",
+    "oracle_bg_change": "oracle bg",
+    "l1": "L1",
+    "l2": "L2",
+    "l1_outside": "L1 out",
+    "clip_i": "CLIP-I",
+    "clip_t": "CLIP-T",
+    "clip_r": "CLIP-R",
+}
+
+
+def write_report(
+    outdir: str | Path, output: str | Path | None = None, *, embed: bool = True, thumb: int = 160
+) -> Path:
+    """Render OUTDIR's journal into ``output`` (default OUTDIR/report.html); returns the path."""
+    outdir = Path(outdir)
+    path = Path(output) if output else outdir / "report.html"
+    with Journal(outdir / JOURNAL_NAME, create=False) as journal:
+        jobs = [dict(r) for r in journal.jobs()]
+        metrics = journal.metrics()
+        bad_rows = json.loads(journal.get_meta("bad_rows") or "[]")
+        manifest = journal.get_meta("manifest") or "?"
+        model = journal.get_meta("model") or "?"
+    done = [j for j in jobs if j["state"] == "done"]
+    per_edit = {j["id"]: metrics.get(j["id"], {}) for j in done}
+    summary = summarize(per_edit)
+    images = _ImageRefs(outdir, path.parent, embed, thumb)
+    body = [
+        f"<h1>LUSD batch report</h1><p class='sub'>manifest {_e(manifest)} · model {_e(model)}</p>",
+        _kpis(jobs, bad_rows, summary),
+        _histograms(per_edit, done),
+        _grid(done, per_edit, images),
+        _failures(jobs, bad_rows),
+    ]
+    page = (
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>LUSD batch report</title><style>{CSS}</style></head><body>"
+        + "\n".join(body)
+        + f"<script>{JS}</script></body></html>"
+    )
+    atomic_write(path, page.encode())
+    return path
+
+
+def _e(text: Any) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _kpis(jobs: list[dict], bad_rows: list[dict], summary: dict[str, Any]) -> str:
+    done = [j for j in jobs if j["state"] == "done"]
+    failed = [j for j in jobs if j["state"] == "failed"]
+    pending = [j for j in jobs if j["state"] in ("pending", "running")]
+    secs = [j["seconds"] for j in done if j["seconds"] is not None]
+    calls = [j["unet_calls"] for j in done if j["unet_calls"] is not None]
+    rate = summary.get("oracle_success_rate")
+    bg = summary.get("median_oracle_bg_change") or summary.get("median_bg_change")
+    cards = [
+        ("done", str(len(done))),
+        ("failed", str(len(failed) + len(bad_rows))),
+        ("not run yet", str(len(pending))),
+        ("success rate (oracle)", "–" if rate is None else f"{100 * rate:.0f}%"),
+        ("CLIP-AUC", _fmt(summary.get("clip_auc"))),
+        ("median background change (0-255)", _fmt(bg, 2)),
+        ("median time per edit", "–" if not secs else f"{statistics.median(secs):.2f} s"),
+        ("mean UNet calls", "–" if not calls else f"{statistics.mean(calls):.0f}"),
+    ]
+    items = "".join(f"<div class='kpi'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards)
+    return f"<section id='kpis' class='kpis'>{items}</section>"
+
+
+def _histograms(per_edit: dict[str, dict[str, float]], done: list[dict]) -> str:
+    series: dict[str, list[float]] = {}
+    for key, label in (("bg_change", "background change (0-255)"), ("clip_r", "CLIP-R"),
+                       ("l1", "L1 (whole image)"), ("oracle_bg_change", "oracle background")):
+        vals = [m[key] for m in per_edit.values() if m.get(key) is not None]
+        if vals:
+            series[label] = vals
+    secs = [j["seconds"] for j in done if j["seconds"] is not None]
+    if secs:
+        series["seconds per edit"] = secs
+    if not series:
+        return ""
+    data = base64.b64encode(histograms_png(series)).decode()
+    return (f"<section><h2>Distributions</h2><img class='hist' alt='histograms' "
+            f"src='data:image/png;base64,{data}'></section>")
+
+
+class _ImageRefs:
+    """``src`` values for the grid: base64 thumbnails or paths relative to the report."""
+
+    def __init__(self, outdir: Path, report_dir: Path, embed: bool, thumb: int) -> None:
+        self.outdir, self.report_dir, self.embed, self.thumb = outdir, report_dir, embed, thumb
+
+    def src(self, path: Path) -> str | None:
+        if not path.is_file():
+            return None
+        if not self.embed:
+            return os.path.relpath(path.resolve(), self.report_dir.resolve())
+        try:
+            with Image.open(path) as im:
+                im.load()
+                small = im.convert("L" if im.mode == "L" else "RGB")
+        except OSError:
+            return None
+        small.thumbnail((self.thumb, self.thumb), Image.Resampling.LANCZOS)
+        buf = io.BytesIO()
+        fmt, mime = ("PNG", "png") if max(small.size) <= 128 or small.mode == "L" else ("JPEG", "jpeg")
+        small.save(buf, format=fmt, quality=85)
+        return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
+
+    def tag(self, path: Path, alt: str) -> str:
+        src = self.src(path)
+        if src is None:
+            return "<span class='missing'>missing</span>"
+        return f"<img src='{_e(src)}' alt='{_e(alt)}' width='{self.thumb}' loading='lazy'>"
+
+
+def _grid(done: list[dict], per_edit: dict[str, dict[str, float]], images: _ImageRefs) -> str:
+    if not done:
+        return "<section><h2>Edits</h2><p>No finished edits yet.</p></section>"
+    cols = [k for k in COLUMNS if any(k in m for m in per_edit.values())]
+    head = "".join(
+        f"<th class='num' data-sort='num'>{_e(COLUMNS[k])}</th>" for k in cols
+    ) + "<th class='num' data-sort='num'>seconds</th><th class='num' data-sort='num'>UNet</th>"
+    rows = []
+    for j in done:
+        m = per_edit.get(j["id"], {})
+        cells = "".join(_num_cell(m.get(k)) for k in cols)
+        cells += _num_cell(j["seconds"], 2) + _num_cell(j["unet_calls"], 0)
+        rows.append(
+            f"<tr><td data-v='{_e(j['id'])}'><code>{_e(j['id'])}</code><br>"
+            f"<small>line {j['line']}</small></td>"
+            f"<td>{images.tag(Path(j['image']), 'before')}</td>"
+            f"<td>{images.tag(images.outdir / j['output'], 'after')}</td>"
+            f"<td>{images.tag(images.outdir / j['mask'], 'mask')}</td>"
+            f"<td data-v='{_e(j['target_prompt'])}'>{_e(j['target_prompt'])}"
+            f"<br><small>from: {_e(j['source_prompt'] or '(none)')}"
+            f" · focus: {_e(j['focus_words'] or '–')} · {_e(j['preset'])}, seed {j['seed']}"
+            f"</small></td>{cells}</tr>"
+        )
+    return (
+        "<section><h2>Edits</h2><p class='sub'>Click a column header to sort.</p>"
+        "<table id='grid' class='sortable'><thead><tr><th data-sort='text'>id</th>"
+        "<th>before</th><th>after</th><th>mask</th><th data-sort='text'>target prompt</th>"
+        f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _num_cell(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "<td class='num' data-v=''>–</td>"
+    return f"<td class='num' data-v='{value!r}'>{_fmt(float(value), digits)}</td>"
+
+
+def _failures(jobs: list[dict], bad_rows: list[dict]) -> str:
+    failed = [j for j in jobs if j["state"] == "failed"]
+    if not failed and not bad_rows:
+        return "<section id='failures'><h2>Failures</h2><p>None.</p></section>"
+    rows = [
+        f"<tr><td>{j['line']}</td><td><code>{_e(j['id'])}</code></td>"
+        f"<td>{_e(Path(j['image']).name)}</td><td>{_e(j['target_prompt'])}</td>"
+        f"<td>{_e(j['error'])}</td><td>{j['failures']}</td></tr>"
+        for j in failed
+    ]
+    rows += [
+        f"<tr><td>{b['line']}</td><td>–</td><td>–</td><td>–</td>"
+        f"<td>bad manifest row: {_e(b['message'])}</td><td>0</td></tr>"
+        for b in bad_rows
+    ]
+    return (
+        "<section id='failures'><h2>Failures</h2><table><thead><tr><th>line</th><th>id</th>"
+        "<th>image</th><th>target prompt</th><th>reason</th><th>tries</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )

@@ -1,0 +1,152 @@
+"""`lusd batch`, `lusd eval` and `lusd report`: catalogue runs, their metrics and their report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lusd.commands.common import cli_errors, console, err_console, parse_overrides
+
+MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch")(batch)
+    app.command("eval")(evaluate)
+    app.command("report")(report)
+
+
+@cli_errors
+def batch(
+    manifest: Path = typer.Argument(..., help="CSV or JSONL manifest (image, target_prompt, ...)."),
+    outdir: Path = typer.Option(..., "--output", "-o", help="Output folder (created; resumable)."),
+    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    preset: str = typer.Option("lusd", "--preset", "-p", help="Default preset for rows without one."),
+    seed: int = typer.Option(0, "--seed", help="Default seed for rows without one."),
+    steps: int = typer.Option(None, "--steps", help="Iterations for every row (default: model's)."),
+    settings: list[str] = typer.Option(None, "--set", help="EditConfig override KEY=VALUE."),
+    backend: str = typer.Option("local", "--backend", help="local (one process) or ray."),
+    workers: int = typer.Option(1, "--workers", "-w", help="Ray actors (one model each)."),
+    address: str = typer.Option(None, "--address", help="Ray cluster, e.g. ray://head:10001."),
+    strict: bool = typer.Option(False, "--strict", help="Abort if any manifest row is bad."),
+    rerun_changed: bool = typer.Option(
+        False, "--rerun-changed", help="Redo done rows whose config, prompts or seed changed."
+    ),
+    max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per row before giving up."),
+    device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
+    dtype: str = typer.Option(None, "--dtype", help="auto, float32, float16 or bfloat16."),
+    threads: int = typer.Option(None, "--threads", help="Torch CPU threads per worker."),
+    oracle: bool = typer.Option(
+        None, "--oracle/--no-oracle", help="Judge edits with the shapes oracle (default: shapes model)."
+    ),
+    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+) -> None:
+    """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped."""
+    from lusd.batch.runner import BatchOptions, run_batch
+    from lusd.commands.common import quiet_libraries
+
+    overrides: dict[str, object] = dict(parse_overrides(settings))
+    if steps is not None:
+        overrides["num_steps"] = steps
+    opts = BatchOptions(
+        manifest=manifest, outdir=outdir, model=model, preset=preset, seed=seed,
+        overrides=overrides, strict=strict, rerun_changed=rerun_changed,
+        max_attempts=max_attempts, backend=backend, workers=workers, address=address,
+        device=device, dtype=dtype, allow_pickle=allow_pickle, threads=threads, oracle=oracle,
+    )
+    quiet_libraries()
+    if progress:
+        summary = _with_progress(opts, run_batch)
+    else:
+        summary = run_batch(opts)
+    for bad in summary.bad_rows:
+        err_console.print(f"[yellow]skipped[/] {manifest.name} {bad}")
+    if summary.changed:
+        err_console.print(
+            f"[yellow]note:[/] {len(summary.changed)} done row(s) changed since they ran "
+            "(config, prompts or seed); kept the old outputs: pass --rerun-changed to redo them"
+        )
+    if summary.gave_up:
+        err_console.print(
+            f"[yellow]note:[/] {len(summary.gave_up)} row(s) failed {max_attempts} times and were "
+            "not retried (raise --max-attempts to try again)"
+        )
+    rate = f", {summary.edits_per_minute:.1f} edits/min" if summary.done else ""
+    console.print(
+        f"{summary.done} done, {summary.failed} failed, {summary.skipped_done} already done, "
+        f"{len(summary.bad_rows)} bad row(s) in {summary.seconds:.1f} s{rate} -> {outdir}"
+    )
+    if summary.failed or summary.bad_rows or summary.gave_up:
+        err_console.print(f"see the failures with: lusd report {outdir}")
+        raise typer.Exit(1)
+
+
+def _with_progress(opts, run_batch):
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
+        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as bar:
+        task = bar.add_task("batch", total=None, failed="")
+        failed = 0
+
+        def update(done: int, total: int, job_id: str, ok: bool) -> None:
+            nonlocal failed
+            failed += not ok
+            bar.update(task, completed=done, total=total,
+                       failed=f"[red]{failed} failed[/]" if failed else "")
+
+        return run_batch(opts, progress=update)
+
+
+@cli_errors
+def evaluate(
+    target: Path = typer.Argument(..., help="A batch OUTDIR, or a manifest with an 'edited' column."),
+    clip: str = typer.Option(None, "--clip", help="CLIPModel folder or id (ViT-B/32 as the paper)."),
+    device: str = typer.Option(None, "--device", help="Device for CLIP (default: cuda if present)."),
+    output: Path = typer.Option(None, "--output", "-o", help="Per-edit CSV (manifest input only)."),
+    oracle: bool = typer.Option(None, "--oracle/--no-oracle", help="Judge with the shapes oracle."),
+) -> None:
+    """Compute L1, L2 (whole and outside the mask), CLIP-I/T/R, CLIP-AUC and oracle success."""
+    from lusd.eval.evaluate import evaluate_manifest, evaluate_outdir
+
+    if target.is_dir():
+        result = evaluate_outdir(target, clip, device, oracle)
+        where = target / "metrics.json"
+    else:
+        where = output or target.with_suffix(".metrics.csv")
+        result = evaluate_manifest(target, where, clip, device, bool(oracle))
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
+    for key, value in result.summary.items():
+        if value is not None:
+            console.print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else
+                          f"{key:>24}: {value}")
+    console.print(f"wrote {where}")
+
+
+@cli_errors
+def report(
+    outdir: Path = typer.Argument(..., help="A batch output folder."),
+    output: Path = typer.Option(None, "--output", "-o", help="HTML file (default OUTDIR/report.html)."),
+    link: bool = typer.Option(
+        False, "--link", help="Link the images relatively instead of embedding thumbnails."
+    ),
+    thumb: int = typer.Option(160, "--thumb", help="Thumbnail size in pixels (embedded images)."),
+) -> None:
+    """Render one self-contained HTML page: KPIs, before/after/mask grid, histograms, failures."""
+    from lusd.batch.report import write_report
+
+    path = write_report(outdir, output, embed=not link, thumb=thumb)
+    console.print(f"wrote {path}")

@@ -1,0 +1,98 @@
+"""SIGKILL the batch process at random moments, resume, and check nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from test_batch_fakes import write_manifest
+
+from lusd.batch.journal import Journal
+
+TESTS = Path(__file__).parent
+
+
+def _kill_loop(cmd: list[str], kills_wanted: int, window: tuple[float, float], seed: int) -> int:
+    """Start ``cmd`` repeatedly, SIGKILL it after a random delay; returns the kills done."""
+    rng = random.Random(seed)
+    kills = 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
+    for _ in range(kills_wanted * 4):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + rng.uniform(*window)
+        while time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.01)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            if kills >= kills_wanted:
+                break
+        else:
+            break  # it finished: nothing left to interrupt
+    return kills
+
+
+def check_consistent(out: Path, n_rows: int) -> None:
+    """Every row done exactly once, files complete and matching the journal, DB intact."""
+    db = sqlite3.connect(out / "journal.sqlite")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    db.close()
+    with Journal(out / "journal.sqlite") as j:
+        rows = j.jobs()
+        assert len(rows) == n_rows
+        assert {r["state"] for r in rows} == {"done"}
+        events = j.events()
+    done_events: dict[str, int] = {}
+    for e in events:
+        if e["event"] == "done":
+            done_events[e["job_id"]] = done_events.get(e["job_id"], 0) + 1
+    assert done_events == {r["id"]: 1 for r in rows}, "a row was finished twice or never"
+    for sub, col in (("images", "output"), ("masks", "mask")):
+        files = sorted(p.name for p in (out / sub).iterdir())
+        assert files == sorted(Path(r[col]).name for r in rows), f"stray or missing {sub}"
+    for r in rows:
+        for col in ("output", "mask"):
+            data = (out / r[col]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == r[f"{col}_sha256"]
+            with Image.open(out / r[col]) as im:
+                im.load()  # a truncated PNG raises here
+
+
+def test_sigkill_at_random_moments_then_resume(tmp_path):
+    n = 60
+    manifest = write_manifest(tmp_path, n)
+    out = tmp_path / "out"
+    cmd = [sys.executable, str(TESTS / "test_batch_fakes.py"), str(manifest), str(out), "0.1"]
+    kills = _kill_loop(cmd, 12, (0.3, 1.2), seed=1)
+    assert kills >= 10, f"only {kills} kills landed while the batch ran"
+    with Journal(out / "journal.sqlite") as j:
+        interrupted = [e for e in j.events() if e["event"] == "interrupted"]
+        assert 0 < j.counts()["done"] < n or interrupted
+    res = subprocess.run(cmd, env={**os.environ, "PYTHONPATH": str(TESTS)}, timeout=300)
+    assert res.returncode == 0
+    check_consistent(out, n)
+
+
+@pytest.mark.slow
+def test_sigkill_cli_with_tiny_model(tmp_path, tiny_model_dir):
+    """The real `lusd batch` command on the tiny SD model (num_steps=2), killed >= 10 times."""
+    n = 12
+    manifest = write_manifest(tmp_path, n, extra={"num_steps": 2})
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-c", "from lusd.cli import main; main()", "batch", str(manifest), "-o", str(out),
+           "--model", str(tiny_model_dir), "--no-progress"]
+    kills = _kill_loop(cmd, 10, (2.0, 9.0), seed=2)
+    assert kills >= 10
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    check_consistent(out, n)
