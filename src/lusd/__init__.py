@@ -22,7 +22,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'lusd' has no attribute {name!r}")
 
 
-def edit(image: Any, source_prompt: str, target_prompt: str, *, model: str | None = None, **kwargs: Any):
+def edit(
+    image: Any, source_prompt: str, target_prompt: str, *, model: str | None = None, **kwargs: Any
+):
     """One-call edit: load ``model`` (default: the shipped shapes model) and run it."""
     from lusd.pipeline import load_pipeline
 

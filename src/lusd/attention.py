@@ -56,7 +56,7 @@ def attention_factors(unet) -> dict[str, tuple[int, bool]]:
 
 
 def choose_mask_layers(unet, cross_factor: int = 4, self_factor: int = 2) -> MaskLayers:
-    """Pick the cross layers nearest latent/``cross_factor`` and self layers nearest latent/``self_factor``."""
+    """Cross layers nearest latent/``cross_factor``, self layers nearest latent/``self_factor``."""
     factors = attention_factors(unet)
 
     def nearest(want: int, cross: bool) -> tuple[int, list[str]]:
@@ -176,7 +176,9 @@ def _resize(flat: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]
     return grid[0, 0]
 
 
-def refined_map(store: AttentionStore, latent_hw: tuple[int, int], layers: MaskLayers) -> torch.Tensor:
+def refined_map(
+    store: AttentionStore, latent_hw: tuple[int, int], layers: MaskLayers
+) -> torch.Tensor:
     """The normalised LUSD map (latent_hw, values in [0, 1]) of the last captured pass."""
     height, width = latent_hw
     cross_hw = (height // layers.cross_factor, width // layers.cross_factor)

@@ -135,7 +135,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset_config(preset: str = "lusd", base: EditConfig | None = None, **overrides: Any) -> EditConfig:
+def preset_config(
+    preset: str = "lusd", base: EditConfig | None = None, **overrides: Any
+) -> EditConfig:
     """Build the config of ``preset`` on top of ``base`` (model defaults), then ``overrides``.
 
     A model's own defaults (``lusd_config.json``) apply to the LUSD presets only:

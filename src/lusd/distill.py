@@ -62,7 +62,10 @@ def dds_gradient(eps_guided_target: torch.Tensor, eps_guided_source: torch.Tenso
 
 
 def lusd_direction(
-    delta: torch.Tensor, latents: torch.Tensor, source: torch.Tensor, mask: torch.Tensor | None,
+    delta: torch.Tensor,
+    latents: torch.Tensor,
+    source: torch.Tensor,
+    mask: torch.Tensor | None,
     lambda_reg: float,
 ) -> torch.Tensor:
     """g = (1 - lambda) M_i d + lambda (z - z_src)."""
@@ -132,17 +135,23 @@ class Distiller:
 
     def _sample(self, like: torch.Tensor) -> tuple[int, torch.Tensor]:
         t = int(torch.randint(self.config.t_min, self.config.t_max, (1,), generator=self.generator))
-        noise = randn_tensor(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
+        noise = randn_tensor(
+            like.shape, generator=self.generator, device=like.device, dtype=like.dtype
+        )
         return t, noise
 
     def _noised(self, latents: torch.Tensor, t: int, noise: torch.Tensor) -> torch.Tensor:
         abar = self.alphas_cumprod[t].to(latents.device)
         return abar.sqrt() * latents + (1 - abar).sqrt() * noise
 
-    def _eps(self, inputs: list[torch.Tensor], t: int, embeddings: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _eps(
+        self, inputs: list[torch.Tensor], t: int, embeddings: list[torch.Tensor]
+    ) -> list[torch.Tensor]:
         batch = torch.cat(inputs)
         timestep = torch.full((batch.shape[0],), t, device=batch.device, dtype=torch.long)
-        return list(self.predict_eps(batch, timestep, torch.cat(embeddings)).float().chunk(len(inputs)))
+        return list(
+            self.predict_eps(batch, timestep, torch.cat(embeddings)).float().chunk(len(inputs))
+        )
 
     def run(
         self,
@@ -162,7 +171,9 @@ class Distiller:
             if should_stop():
                 break
             if cfg.method == "lusd":
-                latents, average = self._lusd_step(step, latents, source, cond, use_mask, average, stats)
+                latents, average = self._lusd_step(
+                    step, latents, source, cond, use_mask, average, stats
+                )
             else:
                 latents = self._baseline_step(latents, source, cond, stats)
             stats.iterations += 1
@@ -182,7 +193,11 @@ class Distiller:
             eps_source, eps_target = self._eps([noisy, noisy], t, [cond.source, cond.target])
             stats.unet_calls += 1
             delta = eps_target - eps_source
-            if not cfg.use_filter or retries >= cfg.max_filter_retries or passes_filter(delta, threshold):
+            if (
+                not cfg.use_filter
+                or retries >= cfg.max_filter_retries
+                or passes_filter(delta, threshold)
+            ):
                 break
             retries += 1
             threshold *= cfg.tau_decay

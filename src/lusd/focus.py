@@ -43,9 +43,7 @@ def focus_word_positions(source_prompt: str, target_prompt: str) -> list[int]:
     """Indices (into ``split_words(target_prompt)``) of the focus words."""
     source, target = split_words(source_prompt), split_words(target_prompt)
     suffix = 0
-    while (
-        suffix < min(len(source), len(target)) and source[-1 - suffix] == target[-1 - suffix]
-    ):
+    while suffix < min(len(source), len(target)) and source[-1 - suffix] == target[-1 - suffix]:
         suffix += 1
     source_core = source[: len(source) - suffix]
     target_core = target[: len(target) - suffix]

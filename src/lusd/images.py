@@ -33,7 +33,9 @@ def load_image(source: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
     elif isinstance(source, (str, os.PathLike)):
         image = _open_path(Path(source), max_pixels)
     else:
-        raise ImageInputError(f"unsupported image type {type(source).__name__}: use a path, PIL or numpy")
+        raise ImageInputError(
+            f"unsupported image type {type(source).__name__}: use a path, PIL or numpy"
+        )
     _check_pixels(image.size, max_pixels, "image")
     return to_rgb(ImageOps.exif_transpose(image))
 
@@ -106,7 +108,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def fit_size(width: int, height: int, long_side: int, multiple: int) -> tuple[int, int]:
-    """Working size that keeps the aspect ratio: longer side ``long_side``, both multiples of ``multiple``."""
+    """Aspect-keeping size: longer side ``long_side``, both sides multiples of ``multiple``."""
     scale = long_side / max(width, height)
     fitted_w = max(multiple, round(width * scale / multiple) * multiple)
     fitted_h = max(multiple, round(height * scale / multiple) * multiple)
@@ -145,7 +147,9 @@ def paste_back(original: Image.Image, edited: Image.Image, weights: np.ndarray) 
     return Image.fromarray(result)
 
 
-def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None) -> Path:
+def save_image(
+    image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None
+) -> Path:
     """Write ``image`` atomically (temp file + rename); ``metadata`` goes into the file.
 
     PNG: one text chunk per key. JPEG/WebP: JSON in the EXIF ImageDescription.
@@ -170,7 +174,9 @@ def save_image(image: Image.Image, path: str | os.PathLike, metadata: dict[str, 
         options["exif"] = exif
     if fmt == "JPEG":
         options["quality"] = 95
-    handle, temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    handle, temp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".part", dir=target.parent
+    )
     try:
         with os.fdopen(handle, "wb") as stream:
             image.save(stream, format=fmt, **options)

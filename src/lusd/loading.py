@@ -15,9 +15,13 @@ logger = logging.getLogger(__name__)
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
 _DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
 }
 
 
@@ -32,10 +36,14 @@ def resolve_device(device: str | None) -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError:
-        raise DeviceError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps") from None
+        raise DeviceError(
+            f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {device!r} requested but CUDA is not available here; use --device cpu")
+            raise DeviceError(
+                f"device {device!r} requested but CUDA is not available here; use --device cpu"
+            )
         if chosen.index is not None and chosen.index >= torch.cuda.device_count():
             raise DeviceError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
     elif chosen.type == "mps" and not torch.backends.mps.is_available():
@@ -127,7 +135,9 @@ def load_pipeline(
         raise
     except Exception as error:  # diffusers/transformers/hub raise many kinds
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ModelLoadError(f"cannot load {model} as a Stable Diffusion pipeline: {reason}") from None
+        raise ModelLoadError(
+            f"cannot load {model} as a Stable Diffusion pipeline: {reason}"
+        ) from None
     pipe.to(torch_device)
     pipe.vae.to(dtype=torch.float32)
     return pipe
@@ -154,7 +164,10 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
         options["config"] = str(config)
     sd = StableDiffusionPipeline.from_single_file(str(path), **options)
     pipe = LUSDPipeline(
-        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
         scheduler=sd.scheduler,
     )
     if config is not None and Path(config).is_dir():

@@ -84,7 +84,7 @@ class LUSDPipeline(DiffusionPipeline):
             pipe.default_config = read_model_config(pretrained_model_name_or_path)
         return pipe
 
-    # ---- sizes and inputs --------------------------------------------------------------------------
+    # ---- sizes and inputs ---------------------------------------------------------------------
 
     @property
     def native_size(self) -> int:
@@ -118,7 +118,7 @@ class LUSDPipeline(DiffusionPipeline):
                     f"{limit} (start and end tokens included): shorten it"
                 )
 
-    # ---- model calls ---------------------------------------------------------------------------------
+    # ---- model calls --------------------------------------------------------------------------
 
     def encode_prompt(self, prompt: str) -> torch.Tensor:
         tokens = self.tokenizer(
@@ -155,7 +155,7 @@ class LUSDPipeline(DiffusionPipeline):
         """Ask a running edit to stop after its current iteration."""
         self._interrupt = True
 
-    # ---- the edit ---------------------------------------------------------------------------------------
+    # ---- the edit -----------------------------------------------------------------------------
 
     @torch.inference_mode()
     def __call__(
@@ -190,7 +190,9 @@ class LUSDPipeline(DiffusionPipeline):
         self._store.focus = torch.tensor(indices, dtype=torch.long)
         latent_hw = tuple(source_latents.shape[-2:])
         cond = Conditioning(
-            self.encode_prompt(source_prompt), self.encode_prompt(target_prompt), self.encode_prompt("")
+            self.encode_prompt(source_prompt),
+            self.encode_prompt(target_prompt),
+            self.encode_prompt(""),
         )
         distiller = Distiller(
             self.predict_eps,
@@ -198,9 +200,11 @@ class LUSDPipeline(DiffusionPipeline):
             cfg,
             generator,
             capture=self._store.reset,
-            read_mask=lambda: refined_map(self._store, latent_hw, self.mask_layers)
-            if self._store.active
-            else None,
+            read_mask=lambda: (
+                refined_map(self._store, latent_hw, self.mask_layers)
+                if self._store.active
+                else None
+            ),
         )
         self._interrupt = False
         with self.progress_bar(total=cfg.num_steps) as bar:
@@ -232,12 +236,18 @@ class LUSDPipeline(DiffusionPipeline):
         if output_type == "np":
             images = np.asarray(edited, dtype=np.float32)[None] / 255.0
         elif output_type == "pt":
-            images = torch.from_numpy(np.asarray(edited, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
+            images = torch.from_numpy(np.asarray(edited, dtype=np.float32) / 255.0).permute(
+                2, 0, 1
+            )[None]
         output = EditOutput(images, [mask_image], words, indices, stats)
         return output if return_dict else output.to_tuple()
 
     def _finish(
-        self, original: PIL.Image.Image, decoded: np.ndarray, mask: np.ndarray | None, cfg: EditConfig
+        self,
+        original: PIL.Image.Image,
+        decoded: np.ndarray,
+        mask: np.ndarray | None,
+        cfg: EditConfig,
     ) -> tuple[PIL.Image.Image, PIL.Image.Image]:
         """Paste the decoded edit back into the original (or return it raw) and render the mask."""
         edited = PIL.Image.fromarray(np.uint8(decoded * 255 + 0.5))

@@ -40,12 +40,15 @@ def cli_errors(function: F) -> F:
         except KeyboardInterrupt:
             raise fail("interrupted; nothing was written for the unfinished work", 130) from None
         except MemoryError:
-            raise fail("out of memory: use a smaller image (--max-pixels) or a smaller model", 2) from None
+            raise fail(
+                "out of memory: use a smaller image (--max-pixels) or a smaller model", 2
+            ) from None
         except Exception as error:
             if os.environ.get("LUSD_DEBUG"):
                 raise
             raise fail(
-                f"unexpected {type(error).__name__}: {error} (set LUSD_DEBUG=1 for the traceback)", 2
+                f"unexpected {type(error).__name__}: {error} (set LUSD_DEBUG=1 for the traceback)",
+                2,
             ) from None
 
     return wrapper  # type: ignore[return-value]

@@ -35,7 +35,9 @@ def edit(
     image: Path = typer.Argument(..., help="Input image (PNG, JPEG, WebP, ...)."),
     target: str = typer.Option(..., "--target", "-t", help="What the edited image should show."),
     source: str = typer.Option("", "--source", "-s", help="What the image shows now (optional)."),
-    focus: list[str] = typer.Option(None, "--focus", help="Focus word(s); overrides automatic ones."),
+    focus: list[str] = typer.Option(
+        None, "--focus", help="Focus word(s); overrides automatic ones."
+    ),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
     model_config: Path = typer.Option(
         None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
@@ -76,7 +78,9 @@ def edit(
     pipe.set_progress_bar_config(disable=True)
     config = pipe.resolve_config(preset, None, overrides)
     pipe.check_inputs(source, target)
-    result = _run_with_progress(pipe, picture, source, target, focus, preset, config, seed, max_pixels)
+    result = _run_with_progress(
+        pipe, picture, source, target, focus, preset, config, seed, max_pixels
+    )
     metadata = {
         "lusd": json.dumps(
             {
@@ -94,19 +98,29 @@ def edit(
     if save_mask is not None:
         save_image(result.masks[0], save_mask)
     stats = result.stats
+    words = ", ".join(result.focus_words) or "(none: global edit)"
     console.print(
-        f"wrote [bold]{output}[/] · focus: {', '.join(result.focus_words) or '(none: global edit)'} · "
+        f"wrote [bold]{output}[/] · focus: {words} · "
         f"{stats['iterations']} iterations, {stats['unet_calls']} UNet calls, "
         f"{stats['filter_retries']} filter retries, {stats['seconds']:.1f} s"
     )
 
 
 def _run_with_progress(pipe, picture, source, target, focus, preset, config, seed, max_pixels):
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = (
-        TextColumn("editing"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), TimeRemainingColumn(),
+        TextColumn("editing"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=True) as progress:
         task = progress.add_task("edit", total=config.num_steps)
@@ -144,7 +158,9 @@ def info(
     console.print(f"model: {model or 'shapes (shipped)'}")
     for name, count in params.items():
         console.print(f"  {name}: {type(getattr(pipe, name)).__name__}, {count:,} parameters")
-    console.print(f"  scheduler: {type(pipe.scheduler).__name__}, {pipe.scheduler.config.prediction_type}")
+    console.print(
+        f"  scheduler: {type(pipe.scheduler).__name__}, {pipe.scheduler.config.prediction_type}"
+    )
     console.print(f"  native size: {pipe.native_size} px, sides multiple of {pipe.size_multiple}")
     console.print(
         f"  mask: cross-attention at latent/{layers.cross_factor} ({len(layers.cross)} layers), "

@@ -1,0 +1,131 @@
+"""The captured mask equals an explicit-probabilities reference written here."""
+
+import torch
+import torch.nn.functional as F
+from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+from tiny_model import tiny_components
+
+from lusd.attention import (
+    AttentionStore,
+    CrossCaptureProcessor,
+    SelfCaptureProcessor,
+    choose_mask_layers,
+    install_capture,
+    refined_map,
+)
+
+
+class ExplicitProbabilities(AttnProcessor):
+    """diffusers' explicit-softmax processor that also keeps every probability matrix."""
+
+    def __init__(self, name, sink):
+        super().__init__()
+        self.name, self.sink = name, sink
+
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None
+    ):
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        query = attn.head_to_batch_dim(attn.to_q(hidden_states))
+        key = attn.head_to_batch_dim(attn.to_k(context))
+        self.sink[self.name] = attn.get_attention_scores(query, key, None)  # (batch*heads, q, k)
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+
+
+def bicubic(grid, size):
+    return F.interpolate(grid[None, None], size=size, mode="bicubic", align_corners=False)[0, 0]
+
+
+def reference_map(probs, layers, focus, latent_hw, heads_of):
+    """LUSD_SPEC, literally: average heads, layers; focus columns; S (hw x hw); S @ c."""
+    h, w = latent_hw
+    cross = []
+    for name in layers.cross:
+        p = probs[name]
+        heads = heads_of[name]
+        target = p.view(2, heads, *p.shape[1:])[1].mean(0)  # target branch, heads averaged
+        cross.append(target)
+    cross = torch.stack(cross).mean(0)[:, focus].mean(-1)
+    fc, fs = layers.cross_factor, layers.self_factor
+    c = bicubic(cross.view(h // fc, w // fc), (h // fs, w // fs)).reshape(-1, 1)
+    selfs = []
+    for name in layers.self_:
+        p = probs[name]
+        selfs.append(p.view(2, heads_of[name], *p.shape[1:])[1].mean(0))
+    S = torch.stack(selfs).mean(0)
+    refined = bicubic((S @ c).view(h // fs, w // fs), (h, w))
+    return (refined - refined.min()) / (refined.max() - refined.min())
+
+
+def test_mask_equals_explicit_reference():
+    unet = tiny_components()["unet"].eval()
+    layers = choose_mask_layers(unet)
+    assert layers.cross_factor == 4 and layers.self_factor == 2
+    gen = torch.Generator().manual_seed(0)
+    latents = torch.randn(1, 4, 16, 24, generator=gen).repeat(2, 1, 1, 1)
+    embeddings = torch.randn(2, 77, 16, generator=gen)
+    focus = [3, 5]
+    timestep = torch.tensor([500, 500])
+
+    store = AttentionStore(focus=torch.tensor(focus))
+    install_capture(unet, layers, store)
+    store.reset(True)
+    with torch.no_grad():
+        fast_out = unet(latents, timestep, encoder_hidden_states=embeddings).sample
+    ours = refined_map(store, (16, 24), layers)
+
+    probs, heads_of = {}, {}
+    modules = dict(unet.named_modules())
+    processors = {}
+    for name in unet.attn_processors:
+        processors[name] = ExplicitProbabilities(name, probs)
+        heads_of[name] = modules[name.removesuffix(".processor")].heads
+    unet.set_attn_processor(processors)
+    with torch.no_grad():
+        slow_out = unet(latents, timestep, encoder_hidden_states=embeddings).sample
+    expected = reference_map(probs, layers, focus, (16, 24), heads_of)
+
+    assert ours.shape == (16, 24)
+    assert torch.allclose(ours, expected, atol=1e-4), (ours - expected).abs().max()
+    assert torch.allclose(fast_out, slow_out, atol=1e-4)  # capture does not change the UNet output
+    assert ours.min() == 0 and ours.max() == 1
+
+
+def test_only_mask_layers_get_capture_processors():
+    unet = tiny_components()["unet"]
+    layers = choose_mask_layers(unet)
+    install_capture(unet, layers, AttentionStore())
+    for name, processor in unet.attn_processors.items():
+        if name in layers.cross:
+            assert isinstance(processor, CrossCaptureProcessor)
+        elif name in layers.self_:
+            assert isinstance(processor, SelfCaptureProcessor)
+        else:
+            assert type(processor) is AttnProcessor2_0
+    assert all(".attn2." in n for n in layers.cross) and all(".attn1." in n for n in layers.self_)
+
+
+def test_sd15_layout_levels():
+    """On the SD1.5 block layout the mask reads 16x16 cross and 32x32 self attention."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel(
+        block_out_channels=(4, 8, 8, 8),
+        layers_per_block=1,
+        sample_size=64,
+        norm_num_groups=4,
+        cross_attention_dim=8,
+        attention_head_dim=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    )
+    layers = choose_mask_layers(unet)
+    assert (layers.cross_factor, layers.self_factor) == (4, 2)
+    assert sorted({n.split(".attentions")[0] for n in layers.cross}) == [
+        "down_blocks.2",
+        "up_blocks.1",
+    ]
+    assert sorted({n.split(".attentions")[0] for n in layers.self_}) == [
+        "down_blocks.1",
+        "up_blocks.2",
+    ]
