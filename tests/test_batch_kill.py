@@ -89,8 +89,8 @@ def test_sigkill_cli_with_tiny_model(tmp_path, tiny_model_dir):
     n = 12
     manifest = write_manifest(tmp_path, n, extra={"num_steps": 2})
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", "from lusd.cli import main; main()", "batch", str(manifest), "-o", str(out),
-           "--model", str(tiny_model_dir), "--no-progress"]
+    cmd = [sys.executable, "-c", "from lusd.cli import main; main()", "batch", str(manifest),
+           "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"]
     kills = _kill_loop(cmd, 10, (2.0, 9.0), seed=2)
     assert kills >= 10
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)

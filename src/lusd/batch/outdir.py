@@ -16,6 +16,8 @@ from lusd.errors import ConfigError
 LOCK_NAME = ".lusd-batch.lock"
 IMAGES, MASKS = "images", "masks"
 _TMP_PREFIX = ".tmp-"
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -34,6 +36,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=path.suffix, dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

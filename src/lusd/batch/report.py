@@ -103,8 +103,12 @@ def _kpis(jobs: list[dict], bad_rows: list[dict], summary: dict[str, Any]) -> st
 
 def _histograms(per_edit: dict[str, dict[str, float]], done: list[dict]) -> str:
     series: dict[str, list[float]] = {}
-    for key, label in (("bg_change", "background change (0-255)"), ("clip_r", "CLIP-R"),
-                       ("l1", "L1 (whole image)"), ("oracle_bg_change", "oracle background")):
+    for key, label in (
+        ("bg_change", "background change (0-255)"),
+        ("clip_r", "CLIP-R"),
+        ("l1", "L1 (whole image)"),
+        ("oracle_bg_change", "oracle background"),
+    ):
         vals = [m[key] for m in per_edit.values() if m.get(key) is not None]
         if vals:
             series[label] = vals
@@ -114,8 +118,10 @@ def _histograms(per_edit: dict[str, dict[str, float]], done: list[dict]) -> str:
     if not series:
         return ""
     data = base64.b64encode(histograms_png(series)).decode()
-    return (f"<section><h2>Distributions</h2><img class='hist' alt='histograms' "
-            f"src='data:image/png;base64,{data}'></section>")
+    return (
+        f"<section><h2>Distributions</h2><img class='hist' alt='histograms' "
+        f"src='data:image/png;base64,{data}'></section>"
+    )
 
 
 class _ImageRefs:
@@ -137,7 +143,8 @@ class _ImageRefs:
             return None
         small.thumbnail((self.thumb, self.thumb), Image.Resampling.LANCZOS)
         buf = io.BytesIO()
-        fmt, mime = ("PNG", "png") if max(small.size) <= 128 or small.mode == "L" else ("JPEG", "jpeg")
+        photo = max(small.size) > 128 and small.mode == "RGB"
+        fmt, mime = ("JPEG", "jpeg") if photo else ("PNG", "png")
         small.save(buf, format=fmt, quality=85)
         return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
@@ -152,9 +159,10 @@ def _grid(done: list[dict], per_edit: dict[str, dict[str, float]], images: _Imag
     if not done:
         return "<section><h2>Edits</h2><p>No finished edits yet.</p></section>"
     cols = [k for k in COLUMNS if any(k in m for m in per_edit.values())]
-    head = "".join(
-        f"<th class='num' data-sort='num'>{_e(COLUMNS[k])}</th>" for k in cols
-    ) + "<th class='num' data-sort='num'>seconds</th><th class='num' data-sort='num'>UNet</th>"
+    head = (
+        "".join(f"<th class='num' data-sort='num'>{_e(COLUMNS[k])}</th>" for k in cols)
+        + "<th class='num' data-sort='num'>seconds</th><th class='num' data-sort='num'>UNet</th>"
+    )
     rows = []
     for j in done:
         m = per_edit.get(j["id"], {})

@@ -22,7 +22,7 @@ def batch(
     manifest: Path = typer.Argument(..., help="CSV or JSONL manifest (image, target_prompt, ...)."),
     outdir: Path = typer.Option(..., "--output", "-o", help="Output folder (created; resumable)."),
     model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    preset: str = typer.Option("lusd", "--preset", "-p", help="Default preset for rows without one."),
+    preset: str = typer.Option("lusd", "--preset", "-p", help="Preset for rows without one."),
     seed: int = typer.Option(0, "--seed", help="Default seed for rows without one."),
     steps: int = typer.Option(None, "--steps", help="Iterations for every row (default: model's)."),
     settings: list[str] = typer.Option(None, "--set", help="EditConfig override KEY=VALUE."),
@@ -38,7 +38,9 @@ def batch(
     dtype: str = typer.Option(None, "--dtype", help="auto, float32, float16 or bfloat16."),
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads per worker."),
     oracle: bool = typer.Option(
-        None, "--oracle/--no-oracle", help="Judge edits with the shapes oracle (default: shapes model)."
+        None,
+        "--oracle/--no-oracle",
+        help="Judge with the shapes oracle (default: on for the shapes model).",
     ),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
@@ -51,16 +53,26 @@ def batch(
     if steps is not None:
         overrides["num_steps"] = steps
     opts = BatchOptions(
-        manifest=manifest, outdir=outdir, model=model, preset=preset, seed=seed,
-        overrides=overrides, strict=strict, rerun_changed=rerun_changed,
-        max_attempts=max_attempts, backend=backend, workers=workers, address=address,
-        device=device, dtype=dtype, allow_pickle=allow_pickle, threads=threads, oracle=oracle,
+        manifest=manifest,
+        outdir=outdir,
+        model=model,
+        preset=preset,
+        seed=seed,
+        overrides=overrides,
+        strict=strict,
+        rerun_changed=rerun_changed,
+        max_attempts=max_attempts,
+        backend=backend,
+        workers=workers,
+        address=address,
+        device=device,
+        dtype=dtype,
+        allow_pickle=allow_pickle,
+        threads=threads,
+        oracle=oracle,
     )
     quiet_libraries()
-    if progress:
-        summary = _with_progress(opts, run_batch)
-    else:
-        summary = run_batch(opts)
+    summary = _with_progress(opts, run_batch) if progress else run_batch(opts)
     for bad in summary.bad_rows:
         err_console.print(f"[yellow]skipped[/] {manifest.name} {bad}")
     if summary.changed:
@@ -94,8 +106,13 @@ def _with_progress(opts, run_batch):
     )
 
     columns = (
-        TextColumn("batch"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[failed]}"),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+        TextColumn("batch"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=False) as bar:
         task = bar.add_task("batch", total=None, failed="")
@@ -104,17 +121,21 @@ def _with_progress(opts, run_batch):
         def update(done: int, total: int, job_id: str, ok: bool) -> None:
             nonlocal failed
             failed += not ok
-            bar.update(task, completed=done, total=total,
-                       failed=f"[red]{failed} failed[/]" if failed else "")
+            bar.update(
+                task,
+                completed=done,
+                total=total,
+                failed=f"[red]{failed} failed[/]" if failed else "",
+            )
 
         return run_batch(opts, progress=update)
 
 
 @cli_errors
 def evaluate(
-    target: Path = typer.Argument(..., help="A batch OUTDIR, or a manifest with an 'edited' column."),
-    clip: str = typer.Option(None, "--clip", help="CLIPModel folder or id (ViT-B/32 as the paper)."),
-    device: str = typer.Option(None, "--device", help="Device for CLIP (default: cuda if present)."),
+    target: Path = typer.Argument(..., help="Batch OUTDIR, or a manifest with an 'edited' column."),
+    clip: str = typer.Option(None, "--clip", help="CLIPModel folder or id (paper: ViT-B/32)."),
+    device: str = typer.Option(None, "--device", help="CLIP device (default: cuda if present)."),
     output: Path = typer.Option(None, "--output", "-o", help="Per-edit CSV (manifest input only)."),
     oracle: bool = typer.Option(None, "--oracle/--no-oracle", help="Judge with the shapes oracle."),
 ) -> None:
@@ -131,15 +152,16 @@ def evaluate(
         err_console.print(f"[yellow]note:[/] {note}")
     for key, value in result.summary.items():
         if value is not None:
-            console.print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else
-                          f"{key:>24}: {value}")
+            console.print(
+                f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}"
+            )
     console.print(f"wrote {where}")
 
 
 @cli_errors
 def report(
     outdir: Path = typer.Argument(..., help="A batch output folder."),
-    output: Path = typer.Option(None, "--output", "-o", help="HTML file (default OUTDIR/report.html)."),
+    output: Path = typer.Option(None, "--output", "-o", help="HTML file (OUTDIR/report.html)."),
     link: bool = typer.Option(
         False, "--link", help="Link the images relatively instead of embedding thumbnails."
     ),
