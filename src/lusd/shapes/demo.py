@@ -1,0 +1,124 @@
+"""`lusd demo`: three LUSD edits of a rendered scene with the shipped model, as one sheet."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from lusd.shapes.edits import EditCase, edit_success, prompt_of
+from lusd.shapes.oracle import describe
+from lusd.shapes.world import Obj, Scene, render
+
+log = logging.getLogger(__name__)
+
+#: The demo scene: a red circle on the left and a blue square on the top right, on white.
+DEMO_SCENE = Scene(
+    "white",
+    (Obj("red", "circle", "large", 3), Obj("blue", "square", "large", 2)),
+)
+
+
+def demo_cases(scene: Scene = DEMO_SCENE) -> list[EditCase]:
+    """One add, one colour change and one shape change of ``scene``."""
+    objs = list(scene.objects)
+    first, rest = objs[0], objs[1:]
+    other_colors = [c for c in ("green", "yellow", "purple") if c not in {o.color for o in objs}]
+    recolored = Obj(other_colors[0], first.shape, first.size, first.cell)
+    new_shape = "triangle" if first.shape != "triangle" else "circle"
+    reshaped = Obj(first.color, new_shape, first.size, first.cell)
+    free = [c for c in (7, 6, 8, 1, 0, 4, 5, 3, 2) if c not in {o.cell for o in objs}][0]
+    added = Obj(other_colors[-1], "triangle", "large", free)
+    src = prompt_of(objs, scene.background)
+    mk = lambda kind, after: EditCase(  # noqa: E731
+        f"demo-{kind}", kind, scene, src, prompt_of(after, scene.background), tuple(after)
+    )
+    return [
+        mk("add", [*objs, added]),
+        mk("color", [recolored, *rest]),
+        mk("shape", [reshaped, *rest]),
+    ]
+
+
+@dataclass
+class DemoResult:
+    case: EditCase
+    edited: Image.Image
+    mask: Image.Image
+    before: str
+    after: str
+    success: bool
+    seconds: float
+    focus: list[str]
+
+
+def run_demo(
+    pipe, seed: int = 0, steps: int | None = None, on_step: Callable[[int, int], None] | None = None
+) -> list[DemoResult]:
+    """Run the three demo edits with the model's own LUSD defaults."""
+    import torch
+
+    results = []
+    for case in demo_cases():
+        image = case.image()
+        started = time.perf_counter()
+        overrides = {} if steps is None else {"num_steps": steps}
+        out = pipe(
+            image,
+            case.source_prompt,
+            case.target_prompt,
+            generator=torch.Generator("cpu").manual_seed(seed),
+            callback=on_step,
+            **overrides,
+        )
+        edited = out.images[0]
+        results.append(
+            DemoResult(
+                case,
+                edited,
+                out.masks[0],
+                describe(image),
+                describe(edited),
+                edit_success(case, edited),
+                time.perf_counter() - started,
+                list(out.focus_words),
+            )
+        )
+    return results
+
+
+def contact_sheet(results: list[DemoResult], scale: int = 4) -> Image.Image:
+    """Rows of input | output | mask, upscaled (nearest) with a caption line above each row."""
+    side = 64 * scale
+    pad, text_h = 8, 30
+    width = 3 * side + 4 * pad
+    height = len(results) * (side + text_h + pad) + pad
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    y = pad
+    for r in results:
+        mark = "OK" if r.success else "FAIL"
+        draw.text((pad, y), f"[{mark}] {r.case.source_prompt}", fill=(0, 0, 0))
+        draw.text((pad, y + 13), f"  -> {r.case.target_prompt}", fill=(0, 0, 160))
+        y += text_h
+        tiles = [render(r.case.scene), r.edited.convert("RGB"), r.mask.convert("RGB")]
+        for i, tile in enumerate(tiles):
+            sheet.paste(
+                tile.resize((side, side), Image.Resampling.NEAREST), (pad + i * (side + pad), y)
+            )
+        y += side + pad
+    return sheet
+
+
+def write_sheet(results: list[DemoResult], path: Path) -> Path:
+    from lusd.images import save_image
+
+    meta = {
+        f"edit{i}": f"{r.case.source_prompt} -> {r.case.target_prompt}"
+        for i, r in enumerate(results)
+    }
+    return save_image(contact_sheet(results), path, metadata=meta)

@@ -1,0 +1,81 @@
+"""Write the trained shapes model as a diffusers Stable Diffusion folder (safetensors)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
+
+log = logging.getLogger(__name__)
+
+#: LUSD defaults for this model (chosen on tuning cases; see docs/shapes-model.md).
+DEFAULT_LUSD_CONFIG: dict[str, float | int] = {
+    "num_steps": 100,
+    "scale_high": 0.03,
+    "scale_low": 0.003,
+    "lambda_reg": 0.1,
+}
+
+_TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
+
+
+def load_trained(work: Path, arch: Arch, use_ema: bool = True):
+    """(vae, unet, text_encoder, scaling_factor) from the work folder's checkpoints."""
+    vae = build_vae(arch)
+    vae.load_state_dict(torch.load(work / "vae" / "ckpt.pt", weights_only=False)["model"])
+    state = torch.load(work / "unet" / "ckpt.pt", weights_only=False)
+    model = torch.nn.ModuleDict({"unet": build_unet(arch), "text": build_text_encoder(arch)})
+    model.load_state_dict(state["ema" if use_ema else "model"])
+    sf = float((work / "unet" / "scaling_factor.txt").read_text())
+    return vae, model["unet"], model["text"], sf
+
+
+def export_model(
+    work: Path, arch: Arch, out: Path, fp16: bool = True, lusd_config: dict | None = None
+) -> Path:
+    """Save vae/unet/text_encoder/tokenizer/scheduler + model_index.json + lusd_config.json."""
+    from diffusers import StableDiffusionPipeline
+
+    from lusd.tokenizer import TOKENIZER_DIR, clip_tokenizer
+
+    vae, unet, text, sf = load_trained(work, arch)
+    vae.register_to_config(scaling_factor=sf)
+    dtype = torch.float16 if fp16 else torch.float32
+    pipe = StableDiffusionPipeline(
+        vae=vae.to(dtype).eval(),
+        text_encoder=text.to(dtype).eval(),
+        tokenizer=clip_tokenizer(),
+        unet=unet.to(dtype).eval(),
+        scheduler=build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".shapes-model-", dir=out.parent))
+    pipe.save_pretrained(str(tmp), safe_serialization=True)
+    for extra in (tmp / "tokenizer").iterdir():  # keep exactly the shipped tokenizer files
+        if extra.name not in _TOKENIZER_FILES:
+            extra.unlink()
+    for name in _TOKENIZER_FILES:
+        shutil.copyfile(TOKENIZER_DIR / name, tmp / "tokenizer" / name)
+    cfg = dict(DEFAULT_LUSD_CONFIG if lusd_config is None else lusd_config)
+    (tmp / "lusd_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    if out.exists():
+        keep = {"lusd_config.json"} if lusd_config is None else set()
+        for name in keep:
+            if (out / name).exists():
+                shutil.copyfile(out / name, tmp / name)
+        shutil.rmtree(out)
+    os.replace(tmp, out)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    log.info("exported %s (%.1f MB, scaling factor %.4f)", out, size / 1e6, sf)
+    return out

@@ -1,0 +1,45 @@
+"""Write the benchmark table into a markdown file between markers (the rest is kept)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lusd.shapes.bench import markdown_table
+
+START = "<!-- shapes-bench:start -->"
+END = "<!-- shapes-bench:end -->"
+
+
+def render_block(payload: dict, chart: Path | None = None) -> str:
+    lusd_cfg = payload.get("configs", {}).get("lusd", {})
+    keys = ("num_steps", "scale_high", "scale_low", "lambda_reg", "t_min", "t_max")
+    cfg = ", ".join(f"{k}={lusd_cfg[k]}" for k in keys if k in lusd_cfg)
+    lines = [
+        START,
+        f"{payload['n_cases']} seeded cases (seed {payload['seed']}), raw model output "
+        "(no paste-back); each cell: success / background change.",
+        "",
+        markdown_table(payload["summary"]),
+        "",
+        f"LUSD configuration of the shapes model: {cfg}.",
+    ]
+    if chart is not None:
+        lines += ["", f"![success vs background change]({chart.as_posix()})"]
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_results_doc(path: Path, payload: dict, chart: Path | None = None) -> Path:
+    """Replace the marked block of ``path`` (or append it) with the table of ``payload``."""
+    block = render_block(payload, chart)
+    text = path.read_text() if path.exists() else "# Results\n"
+    if START in text and END in text:
+        head, rest = text.split(START, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

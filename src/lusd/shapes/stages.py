@@ -1,0 +1,190 @@
+"""The two training stages of the shapes model (VAE; UNet + text encoder)."""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lusd.shapes.data import batch_rng, captioned_batch, image_batch
+from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
+from lusd.shapes.train import Run, lr_at
+
+log = logging.getLogger(__name__)
+
+
+def _bar(run: Run, args: argparse.Namespace) -> tqdm:
+    return tqdm(
+        initial=run.step,
+        total=None,
+        desc=run.spec.name,
+        disable=args.no_progress,
+        mininterval=10,
+        unit="step",
+    )
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for g in opt.param_groups:
+        g["lr"] = lr
+
+
+def train_vae(run: Run, arch: Arch, args: argparse.Namespace) -> None:
+    """AutoencoderKL with L1 + MSE reconstruction and a small KL term."""
+    if run.done_path.exists():
+        log.info("vae: already done")
+        return
+    torch.manual_seed(args.seed)
+    vae = build_vae(arch)
+    opt = torch.optim.AdamW(vae.parameters(), lr=run.spec.lr, weight_decay=0.0)
+    state = run.resume()
+    if state:
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["torch_rng"])
+    log.info("vae: %.2fM params", sum(p.numel() for p in vae.parameters()) / 1e6)
+
+    def make_state():
+        return {
+            "model": vae.state_dict(),
+            "opt": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    bar = _bar(run, args)
+    vae.train()
+    while not run.finished():
+        _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
+        # three objects per scene: more edges per image, which is what the VAE must learn
+        x = image_batch(batch_rng(args.seed, "vae", run.step), run.spec.batch, n_objects=3)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        l1, l2 = F.l1_loss(rec, x), F.mse_loss(rec, x)
+        kl = post.kl().mean()
+        loss = l1 + l2 + args.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        run.step += 1
+        bar.update(1)
+        if run.step % 25 == 0:
+            run.record(
+                {
+                    "loss": loss.item(),
+                    "l1": l1.item(),
+                    "mse": l2.item(),
+                    "kl": kl.item(),
+                    "lr": opt.param_groups[0]["lr"],
+                }
+            )
+            bar.set_postfix(l1=f"{l1.item():.4f}", refresh=False)
+        run.maybe_checkpoint(make_state)
+    run.maybe_checkpoint(make_state, force=True)
+    bar.close()
+    run.done_path.write_text(f"{run.step}\n")
+    log.info("vae: done after %d steps, %.1f min", run.step, run.now() / 60)
+
+
+def load_vae(run_dir, arch: Arch):
+    vae = build_vae(arch)
+    state = torch.load(run_dir / "vae" / "ckpt.pt", map_location="cpu", weights_only=False)
+    vae.load_state_dict(state["model"])
+    return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def latent_scale(vae, seed: int, n: int = 512) -> float:
+    """1 / std of the VAE's latent means over ``n`` rendered scenes (SD's scaling_factor)."""
+    x = image_batch(batch_rng(seed, "scale", 0), n)
+    z = torch.cat([vae.encode(c).latent_dist.mean for c in x.split(64)])
+    return float(1.0 / z.std())
+
+
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
+            pe.lerp_(pm, 1 - decay)
+
+
+def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
+    """UNet + CLIP text encoder on frozen-VAE latents: eps-prediction, min-SNR(5), CFG dropout."""
+    if run.done_path.exists():
+        log.info("unet: already done")
+        return
+    from lusd.tokenizer import clip_tokenizer
+
+    vae = load_vae(run.dir.parent, arch)
+    sf_path = run.dir / "scaling_factor.txt"
+    if not sf_path.exists():
+        sf_path.write_text(f"{latent_scale(vae, args.seed):.6f}\n")
+    sf = float(sf_path.read_text())
+    tok = clip_tokenizer()
+    sched = build_scheduler()
+    abar = sched.alphas_cumprod
+    snr = abar / (1 - abar)
+    torch.manual_seed(args.seed)
+    unet, text = build_unet(arch), build_text_encoder(arch)
+    model = torch.nn.ModuleDict({"unet": unet, "text": text})
+    ema = copy.deepcopy(model).requires_grad_(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=run.spec.lr, weight_decay=0.01)
+    state = run.resume()
+    if state:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        torch.set_rng_state(state["torch_rng"])
+    log.info(
+        "unet: %.2fM params, text encoder %.2fM, scaling factor %.4f",
+        sum(p.numel() for p in unet.parameters()) / 1e6,
+        sum(p.numel() for p in text.parameters()) / 1e6,
+        sf,
+    )
+
+    def make_state():
+        return {
+            "model": model.state_dict(),
+            "ema": ema.state_dict(),
+            "opt": opt.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    bar = _bar(run, args)
+    model.train()
+    while not run.finished():
+        _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
+        x, caps = captioned_batch(batch_rng(args.seed, "unet", run.step), run.spec.batch)
+        ids = tok(
+            caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
+        ).input_ids
+        with torch.no_grad():
+            z = vae.encode(x).latent_dist.sample() * sf
+        t = torch.randint(0, 1000, (z.shape[0],))
+        noise = torch.randn_like(z)
+        zt = sched.add_noise(z, noise, t)
+        cond = text(ids)[0]
+        pred = unet(zt, t, encoder_hidden_states=cond).sample
+        w = (torch.clamp(snr[t], max=5.0) / snr[t]).float()
+        per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        loss = (w * per).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        run.step += 1
+        _ema_update(ema, model, min(0.999, (1 + run.step) / (10 + run.step)))
+        bar.update(1)
+        if run.step % 25 == 0:
+            run.record(
+                {"loss": loss.item(), "mse": per.mean().item(), "lr": opt.param_groups[0]["lr"]}
+            )
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        run.maybe_checkpoint(make_state)
+    run.maybe_checkpoint(make_state, force=True)
+    bar.close()
+    run.done_path.write_text(f"{run.step}\n")
+    log.info("unet: done after %d steps, %.1f min", run.step, run.now() / 60)

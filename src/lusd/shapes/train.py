@@ -1,0 +1,164 @@
+"""Train the shapes-world model from scratch (``lusd train-shapes``).
+
+Stage ``vae`` trains the AutoencoderKL, stage ``unet`` the UNet jointly with the text
+encoder on the frozen VAE's latents, stage ``export`` writes the diffusers folder. Each
+stage is time-budgeted, seeded (the data of step k is a pure function of seed and k),
+checkpointed every few minutes into the work folder and resumed from there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lusd.shapes.models import Arch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StageSpec:
+    name: str
+    minutes: float
+    max_steps: int
+    batch: int
+    lr: float
+    warmup: int = 100
+    final_lr_frac: float = 0.05
+
+
+def lr_at(spec: StageSpec, step: int, progress: float) -> float:
+    """Linear warm-up, then cosine decay over the run's progress (steps or time)."""
+    if step < spec.warmup:
+        return spec.lr * (step + 1) / spec.warmup
+    cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return spec.lr * (spec.final_lr_frac + (1 - spec.final_lr_frac) * cos)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Run:
+    """Book-keeping of one stage: progress, loss log, periodic checkpoints, resume."""
+
+    def __init__(self, work: Path, spec: StageSpec, ckpt_minutes: float) -> None:
+        self.dir = work / spec.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.spec = spec
+        self.ckpt_path = self.dir / "ckpt.pt"
+        self.ckpt_every = ckpt_minutes * 60
+        self.step = 0
+        self.elapsed = 0.0
+        self._t0 = time.monotonic()
+        self._last_ckpt = time.monotonic()
+        self._log = self.dir / "loss.csv"
+
+    @property
+    def done_path(self) -> Path:
+        return self.dir / "DONE"
+
+    def resume(self) -> dict[str, Any] | None:
+        if not self.ckpt_path.exists():
+            return None
+        state = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        log.info("%s: resumed at step %d (%.1f min)", self.spec.name, self.step, self.elapsed / 60)
+        return state
+
+    def now(self) -> float:
+        return self.elapsed + time.monotonic() - self._t0
+
+    def progress(self) -> float:
+        return max(self.step / self.spec.max_steps, self.now() / (self.spec.minutes * 60))
+
+    def finished(self) -> bool:
+        return self.progress() >= 1.0
+
+    def record(self, values: dict[str, float]) -> None:
+        new = not self._log.exists()
+        with self._log.open("a", newline="") as fh:
+            w = csv.writer(fh)
+            if new:
+                w.writerow(["step", "seconds", *values])
+            w.writerow([self.step, f"{self.now():.1f}", *(f"{v:.6g}" for v in values.values())])
+
+    def maybe_checkpoint(self, make_state, force: bool = False) -> None:
+        if force or time.monotonic() - self._last_ckpt >= self.ckpt_every:
+            state = make_state()
+            state.update(step=self.step, elapsed=self.now())
+            save_atomic(state, self.ckpt_path)
+            self._last_ckpt = time.monotonic()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="lusd.shapes.train", description=__doc__)
+    p.add_argument("--work", type=Path, default=Path("shapes-train"), help="checkpoint folder")
+    p.add_argument("--out", type=Path, default=None, help="model folder to write at the end")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--stages", default="vae,unet,export")
+    p.add_argument("--vae-minutes", type=float, default=22.0)
+    p.add_argument("--vae-steps", type=int, default=100_000)
+    p.add_argument("--vae-batch", type=int, default=16)
+    p.add_argument("--vae-lr", type=float, default=2e-3)
+    p.add_argument("--unet-minutes", type=float, default=60.0)
+    p.add_argument("--unet-steps", type=int, default=1_000_000)
+    p.add_argument("--unet-batch", type=int, default=64)
+    p.add_argument("--unet-lr", type=float, default=1e-3)
+    p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.add_argument("--ckpt-minutes", type=float, default=3.0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
+    p.add_argument(
+        "--arch",
+        type=str,
+        default='{"vae_channels": [32, 32, 64]}',
+        help="JSON overrides of models.Arch",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    args.work.mkdir(parents=True, exist_ok=True)
+    arch_file = args.work / "arch.json"
+    if arch_file.exists():
+        arch = Arch.from_dict(json.loads(arch_file.read_text()))
+    else:
+        arch = Arch.from_dict({**Arch().to_dict(), **json.loads(args.arch)})
+        arch_file.write_text(json.dumps(arch.to_dict(), indent=1))
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    from lusd.shapes import stages as st
+
+    if "vae" in stages:
+        spec = StageSpec("vae", args.vae_minutes, args.vae_steps, args.vae_batch, args.vae_lr)
+        st.train_vae(Run(args.work, spec, args.ckpt_minutes), arch, args)
+    if "unet" in stages:
+        spec = StageSpec("unet", args.unet_minutes, args.unet_steps, args.unet_batch, args.unet_lr)
+        st.train_unet(Run(args.work, spec, args.ckpt_minutes), arch, args)
+    if "export" in stages:
+        from lusd.shapes.export import export_model
+
+        out = args.out or args.work / "model"
+        export_model(args.work, arch, out)
+        log.info("model written to %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
