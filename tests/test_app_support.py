@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import time
 from dataclasses import dataclass, field
@@ -42,9 +43,7 @@ class FakePipeline:
 
     @property
     def tokenizer(self):
-        from lusd.tokenizer import clip_tokenizer
-
-        return clip_tokenizer()
+        return _tokenizer()
 
     def __call__(
         self,
@@ -80,6 +79,13 @@ class FakePipeline:
         return SimpleNamespace(
             images=[result], masks=[mask], focus_words=words, stats={"iterations": total}
         )
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer():
+    from lusd.tokenizer import clip_tokenizer
+
+    return clip_tokenizer()
 
 
 def free_port() -> int:

@@ -34,6 +34,7 @@ UNEXPECTED = "The edit failed unexpectedly. Try again, or go back to an earlier 
 BAD_UPLOAD = "This file is not a picture the app can read. Use a PNG, JPEG or WebP image."
 CSS = """
 #lusd-input img, #lusd-compare img, #lusd-gallery img { image-rendering: pixelated; }
+#lusd-input img { width: 100%; height: 100%; object-fit: contain; }
 #lusd-status { min-height: 2.5em; }
 """
 _PROGRESS = gr.Progress()  # a marker: gradio injects the real tracker per call
@@ -81,7 +82,8 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
     gr.Markdown(f"# {TITLE}\n{INTRO}")
     ui.history = gr.State([])
     ui.current = gr.State(None)
-    with gr.Row(equal_height=True):
+    limit = settings.max_prompt_chars
+    with gr.Row():
         with gr.Column():
             ui.image = _plain_upload_errors(
                 gr.Image(
@@ -90,19 +92,55 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
                     image_mode=None,
                     format="png",
                     sources=["upload", "clipboard"],
-                    height=360,
+                    height=300,
                     elem_id="lusd-input",
                 )
             )
+            ui.source = gr.Textbox(
+                label="What the picture shows (optional)",
+                placeholder="a red circle",
+                max_length=limit,
+                elem_id="lusd-source",
+            )
+            ui.target = gr.Textbox(
+                label="What it should become",
+                placeholder="a red circle and a blue square",
+                max_length=limit,
+                elem_id="lusd-target",
+            )
+            ui.focus = gr.Textbox(
+                label="Focus words (change them if needed)",
+                info="Filled in from the two descriptions: the words the edit is about.",
+                max_length=limit,
+                elem_id="lusd-focus",
+            )
+            with gr.Row():
+                ui.strength = gr.Slider(
+                    min(STRENGTHS),
+                    max(STRENGTHS),
+                    value=DEFAULT_STRENGTH,
+                    step=1,
+                    label="Strength",
+                    info="1 = subtle and quick, 5 = strong and slower",
+                    elem_id="lusd-strength",
+                )
+                ui.seed = gr.Number(
+                    value=0, precision=0, minimum=0, label="Seed", elem_id="lusd-seed"
+                )
+            with gr.Row():
+                ui.run = gr.Button("Edit", variant="primary", elem_id="lusd-edit")
+                ui.again = gr.Button("Try again (new seed)", elem_id="lusd-again")
         with gr.Column():
             ui.compare = gr.ImageSlider(
                 label="Before / after (drag the handle)",
                 type="filepath",
                 format="png",
                 interactive=False,
-                height=360,
+                height=300,
+                max_height=300,
                 elem_id="lusd-compare",
             )
+            ui.status = gr.Markdown("Ready.", elem_id="lusd-status")
             with gr.Row():
                 ui.show_mask = gr.Checkbox(
                     label="Show the edited area (mask)", value=False, elem_id="lusd-mask"
@@ -110,56 +148,23 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
                 ui.download = gr.DownloadButton(
                     "Download result (PNG with its settings)", size="md", elem_id="lusd-download"
                 )
-    with gr.Row():
-        limit = settings.max_prompt_chars
-        ui.source = gr.Textbox(
-            label="What the picture shows (optional)",
-            placeholder="a red circle",
-            max_length=limit,
-            elem_id="lusd-source",
-        )
-        ui.target = gr.Textbox(
-            label="What it should become",
-            placeholder="a red circle and a blue square",
-            max_length=limit,
-            elem_id="lusd-target",
-        )
-        ui.focus = gr.Textbox(
-            label="Focus words (change them if needed)",
-            info="Filled in from the two descriptions: the words the edit is about.",
-            max_length=limit,
-            elem_id="lusd-focus",
-        )
-    with gr.Row():
-        ui.strength = gr.Slider(
-            min(STRENGTHS),
-            max(STRENGTHS),
-            value=DEFAULT_STRENGTH,
-            step=1,
-            label="Strength",
-            info="1 = subtle and quick, 5 = strong and slower",
-            elem_id="lusd-strength",
-        )
-        ui.seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="lusd-seed")
-    with gr.Row():
-        ui.run = gr.Button("Edit", variant="primary", elem_id="lusd-edit")
-        ui.again = gr.Button("Try again (new seed)", elem_id="lusd-again")
-        ui.further = gr.Button("Edit this result further", elem_id="lusd-further")
-    ui.status = gr.Markdown("Ready.", elem_id="lusd-status")
-    ui.gallery = gr.Gallery(
-        label="Your results in this session (click one to go back to it)",
-        columns=6,
-        height=200,
-        allow_preview=False,
-        interactive=False,
-        format="png",
-        elem_id="lusd-gallery",
-    )
+            ui.further = gr.Button("Edit this result further", size="md", elem_id="lusd-further")
+            ui.gallery = gr.Gallery(
+                label="Your results in this session (click one to go back to it)",
+                columns=4,
+                fit_columns=False,
+                object_fit="contain",
+                height=220,
+                allow_preview=False,
+                interactive=False,
+                format="png",
+                elem_id="lusd-gallery",
+            )
     if examples:
         gr.Examples(
             examples=[list(row) for row in examples],
             inputs=[ui.image, ui.source, ui.target],
-            label="Examples from the shapes world",
+            label="Examples from the shapes world (click one to load it)",
         )
     return ui
 
@@ -175,6 +180,7 @@ def build_app(
     settings = settings or AppSettings()
     editor = Editor(pipe, settings, Path(workdir) if workdir else make_temp_dir())
     examples = list_examples(settings.examples_dir)
+    editor.focus_preview("a circle", "a square")  # load the tagger now, not on first keystroke
 
     def edit(image, source, target, focus, strength, seed, show_mask, history, progress=_PROGRESS):
         def report(step: int, total: int) -> None:

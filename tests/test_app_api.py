@@ -1,0 +1,190 @@
+"""The served web app through its API (gradio_client) and raw HTTP: edits, errors, limits."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from PIL import Image
+from test_app_support import served, shapes_picture
+
+from lusd.app_edit import AppSettings
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+TARGET = "a red circle and a blue square"
+
+
+class Exploding:
+    """The real pipeline, except that a target with "explode" fails like a bug would."""
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    def __getattr__(self, name):
+        return getattr(self.pipe, name)
+
+    def __call__(self, image, source, target, **kwargs):
+        if "explode" in target:
+            raise RuntimeError("boom: /internal/secret/path line 42")
+        return self.pipe(image, source, target, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_pipe):
+    settings = AppSettings(
+        max_pixels=200 * 200, max_file_size="1mb", base_overrides={"num_steps": 6}
+    )
+    with served(Exploding(tiny_pipe), settings) as (url, demo, workdir):
+        yield url, workdir
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return Client(server[0], verbose=False)
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    return shapes_picture(tmp_path_factory.mktemp("pictures") / "circle.png", size=48)
+
+
+def _edit(client, picture, target=TARGET, focus="", strength=3, seed=5, show_mask=False):
+    return client.predict(
+        handle_file(str(picture)),
+        "a red circle",
+        target,
+        focus,
+        strength,
+        seed,
+        show_mask,
+        api_name="/edit",
+    )
+
+
+def test_edit_returns_before_after_download_and_gallery(client, picture):
+    (before, after), download, status, gallery, seed = _edit(client, picture, seed=11)
+    assert seed == 11 and "Done" in status and "square" in status
+    with Image.open(before) as b, Image.open(after) as a, Image.open(download) as d:
+        assert b.size == a.size == d.size == (48, 48)
+        settings = json.loads(d.text["lusd"])
+    assert settings["seed"] == 11 and settings["target_prompt"] == TARGET
+    assert settings["focus"] == ["square"] and settings["config"]["num_steps"] == 6
+    assert len(gallery) == 1 and TARGET in gallery[0]["caption"]
+
+
+def test_strength_and_mask_view(client, picture):
+    (_, plain), download, status, _, _ = _edit(client, picture, strength=1)
+    assert "(3 steps)" in status  # strength 1: half of the 6 base steps
+    (_, masked), _, _, _, _ = _edit(client, picture, strength=1, show_mask=True)
+    with Image.open(plain) as a, Image.open(masked) as b:
+        assert a.tobytes() != b.tobytes()  # the mask view tints the edited area
+
+
+def test_try_again_uses_a_new_seed(client, picture):
+    first = _edit(client, picture, seed=3)[-1]
+    again = client.predict(
+        handle_file(str(picture)), "a red circle", TARGET, "", 3, False, api_name="/try_again"
+    )
+    assert again[-1] != first
+
+
+def test_focus_words_endpoint(client):
+    assert client.predict("a cat", "a cat wearing a party hat", api_name="/focus_words") == (
+        "party, hat"
+    )
+
+
+@pytest.mark.parametrize(
+    ("target", "focus", "expected"),
+    [
+        ("", "", "Describe what the picture should become"),
+        (TARGET, "giraffe", "focus word 'giraffe' does not occur"),
+        ("a blue square explode", "", "failed unexpectedly"),
+    ],
+)
+def test_errors_are_plain_words_and_the_app_keeps_serving(client, picture, target, focus, expected):
+    with pytest.raises(AppError) as caught:
+        _edit(client, picture, target=target, focus=focus)
+    message = str(caught.value)
+    assert expected in message
+    assert "Traceback" not in message and "/internal/secret" not in message
+    assert "Done" in _edit(client, picture)[2]
+
+
+def test_unreadable_and_oversized_pictures_are_refused(client, tmp_path, picture):
+    fake = tmp_path / "holiday.png"
+    fake.write_bytes(b"this is not a picture at all")
+    with pytest.raises(AppError, match="not a picture the app can read"):
+        _edit(client, fake)
+    big = tmp_path / "big.png"
+    Image.new("RGB", (250, 200), (240, 240, 240)).save(big)
+    with pytest.raises(AppError, match="over the limit") as caught:
+        _edit(client, big)
+    assert str(tmp_path) not in str(caught.value)
+    assert "Done" in _edit(client, picture)[2]
+
+
+def test_upload_size_limit(server):
+    url, _ = server
+    data = os.urandom(1_200_000)
+    response = httpx.post(
+        f"{url}/gradio_api/upload", files={"files": ("big.png", data, "image/png")}, timeout=30
+    )
+    assert response.status_code == 413
+    small = httpx.post(
+        f"{url}/gradio_api/upload", files={"files": ("ok.png", b"x" * 100, "image/png")}
+    )
+    assert small.status_code == 200
+
+
+def _traversal_paths(workdir) -> list[str]:
+    return [
+        "/etc/passwd",
+        "../../../../../../etc/passwd",
+        "..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+        "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd",
+        f"{workdir}/../../etc/passwd",
+        f"{workdir}/..%2F..%2Fetc%2Fpasswd",
+        "/proc/self/environ",
+        "src/lusd/app.py",
+        "pyproject.toml",
+        f"{os.path.dirname(workdir)}",
+        "http://127.0.0.1:1/",
+        "file:///etc/passwd",
+    ]
+
+
+def _raw_get(url: str, path: str) -> tuple[int, bytes]:
+    """GET ``path`` exactly as written (no client-side ../ normalisation)."""
+    parts = urlsplit(url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+        sock.sendall(request.encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def test_file_api_refuses_paths_outside_the_temp_folder(server, client, picture):
+    url, workdir = server
+    _edit(client, picture)
+    results = sorted(workdir.glob("results/*/lusd-edit-*.png"))
+    assert results, "the app writes its results inside its own temp folder"
+    status, body = _raw_get(url, f"/gradio_api/file={results[0]}")
+    assert status == 200 and body.startswith(b"\x89PNG")
+    for path in _traversal_paths(workdir):
+        for prefix in ("/gradio_api/file=", "/file="):
+            status, body = _raw_get(url, prefix + path)
+            assert status in (400, 403, 404), (prefix, path, status)
+            assert b"root:" not in body and b"PATH=" not in body
+        status, _ = _raw_get(url, "/gradio_api/file=" + path)
+        assert status in (400, 403), path  # refused by the file API, not merely unrouted

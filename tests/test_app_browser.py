@@ -1,0 +1,124 @@
+"""End to end in headless Debian Chromium (Playwright): upload, edit, mask, gallery, errors.
+
+Needs /usr/bin/chromium (`apt-get install -y chromium`); without it the test fails
+with that instruction rather than skipping. No browser is ever downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from test_app_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, served, shapes_picture
+
+from lusd.app_edit import AppSettings
+
+pytestmark = pytest.mark.browser
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's browser with `apt-get install -y chromium`"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail(
+            "the playwright package is missing: pip install playwright (no browser download)"
+        )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tiny_pipe):
+    settings = AppSettings(base_overrides={"num_steps": 12})
+    with served(tiny_pipe, settings) as (url, _, _):
+        yield url
+
+
+def _loaded_images(page, selector: str) -> list[str]:
+    """src of every fully loaded, non-empty <img> under ``selector``."""
+    return page.eval_on_selector_all(
+        f"{selector} img",
+        "els => els.filter(e => e.complete && e.naturalWidth > 0).map(e => e.src)",
+    )
+
+
+def _wait_status(page, pattern: str) -> str:
+    status = page.locator("#lusd-status")
+    status.filter(has_text=pattern).wait_for(timeout=TIMEOUT_MS)
+    return status.inner_text()
+
+
+def test_upload_edit_mask_gallery_and_errors_in_the_browser(browser, app_url, tmp_path):
+    picture = shapes_picture(tmp_path / "circle.png", size=32)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(app_url)
+
+    page.locator("#lusd-input input[type=file]").set_input_files(str(picture))
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#lusd-input img')].some(i => i.naturalWidth > 0)"
+    )
+    page.locator("#lusd-source textarea").fill("a red circle")
+    page.locator("#lusd-target textarea").fill("a red circle and a blue square")
+    focus = page.locator("#lusd-focus textarea")
+    page.wait_for_function(
+        "() => document.querySelector('#lusd-focus textarea').value === 'square'"
+    )
+
+    page.locator("#lusd-edit").click()
+    status = _wait_status(page, "Done in")
+    assert "Focus words: square" in status
+    before_after = _loaded_images(page, "#lusd-compare")
+    assert len(before_after) == 2 and any("lusd-edit-" in src for src in before_after)
+    with page.expect_download() as download_info:
+        page.locator("#lusd-download").click()
+    saved = tmp_path / download_info.value.suggested_filename
+    download_info.value.save_as(saved)
+    with Image.open(saved) as result:
+        settings = json.loads(result.text["lusd"])
+    assert saved.name == "lusd-edit-0.png" and settings["focus"] == ["square"]
+    assert settings["config"]["num_steps"] == 12 and settings["strength"] == 3
+
+    page.locator("#lusd-mask input[type=checkbox]").check()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#lusd-compare img')]"
+        ".some(i => i.src.includes('overlay') && i.naturalWidth > 0)"
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "app-edit-mask.png"), full_page=True)
+    page.locator("#lusd-mask input[type=checkbox]").uncheck()
+
+    focus.fill("square")
+    page.locator("#lusd-again").click()
+    page.wait_for_function("() => document.querySelectorAll('#lusd-gallery img').length >= 2")
+    _wait_status(page, "Done in")
+    page.locator("#lusd-gallery img").nth(1).click()  # the older result
+    back = _wait_status(page, "Back to")
+    assert "seed 0" in back.lower()
+
+    page.locator("#lusd-target textarea").fill("")
+    page.locator("#lusd-edit").click()
+    toast = page.get_by_text("Describe what the picture should become")
+    toast.first.wait_for(timeout=TIMEOUT_MS)
+    body = page.locator("body").inner_text()
+    assert "Traceback" not in body and 'File "' not in body
+    page.screenshot(path=str(ARTIFACTS / "app-error.png"), full_page=True)
+
+    page.locator("#lusd-target textarea").fill("a red circle and a blue square")
+    page.locator("#lusd-edit").click()
+    page.wait_for_function("() => document.querySelectorAll('#lusd-gallery img').length >= 3")
+    assert not problems, problems
+    page.close()
