@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from urllib.parse import urlsplit
 
 import httpx
@@ -22,7 +23,8 @@ TARGET = "a red circle and a blue square"
 
 
 class Exploding:
-    """The real pipeline, except that a target with "explode" fails like a bug would."""
+    """The real pipeline, except that a target with "explode" fails like a bug would,
+    and one with "slowly" takes 0.3 s a step (to watch the progress)."""
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -33,6 +35,9 @@ class Exploding:
     def __call__(self, image, source, target, **kwargs):
         if "explode" in target:
             raise RuntimeError("boom: /internal/secret/path line 42")
+        if "slowly" in target:
+            report = kwargs["callback"]
+            kwargs["callback"] = lambda step, total: (time.sleep(0.3), report(step, total))
         return self.pipe(image, source, target, **kwargs)
 
 
@@ -93,6 +98,23 @@ def test_try_again_uses_a_new_seed(client, picture):
         handle_file(str(picture)), "a red circle", TARGET, "", 3, False, api_name="/try_again"
     )
     assert again[-1] != first
+
+
+def test_progress_reports_steps_and_time_left(client, picture):
+    job = client.submit(
+        handle_file(str(picture)), "", "a blue square slowly", "", 3, 0, False, api_name="/edit"
+    )
+    seen = set()
+    deadline = time.monotonic() + 120
+    while not job.done() and time.monotonic() < deadline:
+        for unit in job.status().progress_data or []:
+            seen.add((unit.index, unit.length, unit.unit, unit.desc))
+        time.sleep(0.05)
+    assert job.result(timeout=60)[2].startswith("Done")
+    steps = [s for s in seen if s[2] == "steps" and s[1] == 6]
+    assert steps, seen
+    descriptions = [desc or "" for *_, desc in steps]
+    assert any(d.startswith("Editing, about") and d.endswith("s left") for d in descriptions)
 
 
 def test_focus_words_endpoint(client):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -183,8 +184,11 @@ def build_app(
     editor.focus_preview("a circle", "a square")  # load the tagger now, not on first keystroke
 
     def edit(image, source, target, focus, strength, seed, show_mask, history, progress=_PROGRESS):
+        started = time.perf_counter()
+
         def report(step: int, total: int) -> None:
-            progress((step, total), desc="Editing", unit="steps")
+            left = (time.perf_counter() - started) / max(step, 1) * (total - step)
+            progress((step, total), desc=f"Editing, about {left:.0f} s left", unit="steps")
 
         progress(0, desc="Starting")
         try:

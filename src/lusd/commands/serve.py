@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import shutil
 
 import typer
 
@@ -66,12 +67,16 @@ def serve(
         model_name=str(model or "shapes-world"),
         examples_dir=EXAMPLES_DIR if model is None else None,
     )
-    from lusd.app import build_app, launch
+    from lusd.app import build_app, launch, make_temp_dir
 
-    demo = build_app(pipe, settings)
+    workdir = make_temp_dir()
+    demo = build_app(pipe, settings, workdir)
     if not _is_loopback(host):
         err_console.print(f"[yellow]warning:[/] listening on {host}: other machines can reach it")
     if share:
         err_console.print("[yellow]warning:[/] --share makes the app public on the internet")
     console.print(f"open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port} (Ctrl+C stops)")
-    launch(demo, settings, host=host, port=port, share=share, block=True)
+    try:
+        launch(demo, settings, host=host, port=port, share=share, block=True)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)  # uploads and results of this run

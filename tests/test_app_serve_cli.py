@@ -1,0 +1,54 @@
+"""`lusd serve`: starts on loopback with a model folder; a bad model is one line, exit 1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+from test_app_support import free_port
+from typer.testing import CliRunner
+
+from lusd.cli import app
+
+
+def test_serve_with_a_missing_model_is_one_line_and_exit_1(tmp_path):
+    result = CliRunner().invoke(app, ["serve", "--model", str(tmp_path / "nowhere")])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert "error:" in result.output
+
+
+def test_serve_starts_on_loopback_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-c", "from lusd.cli import main; main()"]
+    args = ["serve", "--model", str(tiny_model_dir), "--port", str(port), "--steps", "2"]
+    process = subprocess.Popen(
+        command + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline, page = time.monotonic() + 180, None
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert page is not None and page.status_code == 200, process.poll()
+        config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
+        assert config["title"].startswith("LUSD")
+        assert list(tmp_path.glob("lusd-serve-*")), "uploads go to the app's own temp folder"
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            output = process.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output = process.communicate()[0]
+    assert f"http://127.0.0.1:{port}" in output
+    assert "Traceback" not in output
+    assert not list(tmp_path.glob("lusd-serve-*")), "the temp folder is removed on exit"
