@@ -45,9 +45,17 @@ class FakeEditor:
 
 @dataclass
 class FakeFactory:
+    """Builds a FakeEditor; with ``log_dir`` each construction leaves a file (pid-named)."""
+
     delay: float = 0.0
+    log_dir: str | None = None
 
     def __call__(self) -> FakeEditor:
+        if self.log_dir:
+            import os
+
+            with open(Path(self.log_dir) / f"editor-{os.getpid()}.log", "a") as fh:
+                fh.write("built\n")
         return FakeEditor(self.delay)
 
 

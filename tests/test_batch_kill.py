@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,18 +28,21 @@ def _kill_loop(cmd: list[str], kills_wanted: int, window: tuple[float, float], s
     kills = 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
     for _ in range(kills_wanted * 4):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + rng.uniform(*window)
-        while time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.01)
-        if proc.poll() is None:
+        with tempfile.TemporaryFile() as log:
+            proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
+            deadline = time.monotonic() + rng.uniform(*window)
+            while time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.01)
+            if proc.poll() is not None:  # it finished: nothing left to interrupt
+                log.seek(0)
+                err = log.read().decode(errors="replace")
+                assert proc.returncode == 0, f"batch failed on its own: {err[-2000:]}"
+                return kills
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            kills += 1
-            if kills >= kills_wanted:
-                break
-        else:
-            break  # it finished: nothing left to interrupt
+        kills += 1
+        if kills >= kills_wanted:
+            break
     return kills
 
 

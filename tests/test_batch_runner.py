@@ -142,3 +142,13 @@ def test_local_backend_does_not_import_ray(tmp_path):
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout.strip().splitlines()[-1]) == {"done": 1, "failed": 0}
+
+
+def test_run_killed_while_creating_the_journal_can_restart(tmp_path):
+    manifest = write_manifest(tmp_path, 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".lusd-batch.lock").write_text("")
+    (out / ".tmp-journal.sqlite").write_bytes(b"half a database")
+    s = run_batch(_opts(manifest, out), FakeFactory())
+    assert s.done == 1 and not (out / ".tmp-journal.sqlite").exists()

@@ -90,9 +90,14 @@ def open_journal(outdir: Path, manifest_path: Path, manifest_sha: str) -> Journa
                 f"{outdir} is not empty and holds no lusd batch journal; "
                 "choose an empty or new output folder (-o) so nothing is overwritten"
             )
-        journal = Journal(journal_file)
-        journal.set_meta(manifest=str(manifest_path), manifest_sha256=manifest_sha)
-        return journal
+        # build it under a temp name and rename: a kill here leaves no half-made journal
+        tmp = outdir / f"{_TMP_PREFIX}{JOURNAL_NAME}"
+        for leftover in outdir.glob(f"{_TMP_PREFIX}{JOURNAL_NAME}*"):
+            leftover.unlink()
+        with Journal(tmp) as fresh:
+            fresh.set_meta(manifest=str(manifest_path), manifest_sha256=manifest_sha)
+        os.replace(tmp, journal_file)
+        return Journal(journal_file)
     journal = Journal(journal_file)
     owner = journal.get_meta("manifest")
     if owner is None:
