@@ -82,17 +82,20 @@ def open_journal(outdir: Path, manifest_path: Path, manifest_sha: str) -> Journa
     """
     journal_file = outdir / JOURNAL_NAME
     if not journal_file.exists():
-        others = (
-            [p.name for p in outdir.iterdir() if p.name != LOCK_NAME] if outdir.exists() else []
-        )
+        scratch = f"{_TMP_PREFIX}{JOURNAL_NAME}"
+        others = [
+            p.name
+            for p in outdir.iterdir()
+            if p.name != LOCK_NAME and not p.name.startswith(scratch)
+        ]
         if others:
             raise ConfigError(
                 f"{outdir} is not empty and holds no lusd batch journal; "
                 "choose an empty or new output folder (-o) so nothing is overwritten"
             )
         # build it under a temp name and rename: a kill here leaves no half-made journal
-        tmp = outdir / f"{_TMP_PREFIX}{JOURNAL_NAME}"
-        for leftover in outdir.glob(f"{_TMP_PREFIX}{JOURNAL_NAME}*"):
+        tmp = outdir / scratch
+        for leftover in outdir.glob(f"{scratch}*"):
             leftover.unlink()
         with Journal(tmp) as fresh:
             fresh.set_meta(manifest=str(manifest_path), manifest_sha256=manifest_sha)
