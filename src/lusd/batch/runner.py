@@ -147,7 +147,7 @@ class BatchRun:
         if self.oracle:
             from lusd.eval.oracle import oracle_metrics
 
-            metrics.update(oracle_metrics(source, edited, job.target_prompt))
+            metrics.update(oracle_metrics(source, edited, job.target_prompt, job.source_prompt))
         return metrics
 
 

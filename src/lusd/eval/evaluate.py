@@ -88,6 +88,7 @@ def evaluate_outdir(
                 outdir / row["output"],
                 outdir / row["mask"],
                 row["target_prompt"],
+                row["source_prompt"],
                 scorer,
                 oracle,
                 json.loads(row["config"]).get("mask_threshold", 0.25),
@@ -121,7 +122,7 @@ def evaluate_manifest(
         )
     scorer, notes = _scorer(clip, device, oracle)
     per_edit = {
-        r.id: _one(r.image, r.edited, r.mask, r.target_prompt, scorer, oracle)  # type: ignore[arg-type]
+        r.id: _one(r.image, r.edited, r.mask, r.target_prompt, r.source_prompt, scorer, oracle)  # type: ignore[arg-type]
         for r in m.rows
     }
     names = sorted({k for v in per_edit.values() for k in v})
@@ -155,6 +156,7 @@ def _one(
     edited: Path,
     mask: Path | None,
     target: str,
+    source_prompt: str,
     scorer: Any,
     oracle: bool,
     threshold: float = 0.25,
@@ -163,7 +165,7 @@ def _one(
     mask_img = _open(mask).convert("L") if mask is not None and mask.exists() else None
     metrics = pixel_metrics(source, out, mask_img, threshold)
     if oracle:
-        metrics.update(oracle_metrics(source, out, target))
+        metrics.update(oracle_metrics(source, out, target, source_prompt))
     if scorer is not None:
         from lusd.eval.clip import clip_scores
 
