@@ -148,6 +148,13 @@ def _looks_like_local_path(text: str) -> bool:
 
 
 def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None, torch_dtype):
+    """A CompVis/LDM-format checkpoint plus a diffusers config folder (or hub id) for its layout.
+
+    The config is required: diffusers would otherwise guess one and fetch it from the hub.
+    A local folder is read with ``local_files_only`` so nothing is downloaded.
+    """
+    import warnings
+
     from diffusers import StableDiffusionPipeline
 
     from lusd.pipeline import LUSDPipeline, read_model_config
@@ -159,17 +166,102 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
             f"{path}: pickled checkpoint ({path.suffix}); it can run code when loaded: "
             "convert it to .safetensors or pass --allow-pickle if you trust it"
         )
-    options = {"torch_dtype": torch_dtype}
-    if config is not None:
-        options["config"] = str(config)
-    sd = StableDiffusionPipeline.from_single_file(str(path), **options)
+    if path.suffix.lower() == ".safetensors":
+        _check_checkpoint_keys(path)
+    local = _check_single_file_config(path, config)
+    with warnings.catch_warnings():  # its scheduler is replaced below
+        warnings.filterwarnings("ignore", message=".*steps_offset", category=FutureWarning)
+        try:
+            sd = StableDiffusionPipeline.from_single_file(
+                str(path),
+                config=str(config),
+                local_files_only=local,
+                torch_dtype=torch_dtype,
+                safety_checker=None,
+                feature_extractor=None,
+                requires_safety_checker=False,
+            )
+        except (RuntimeError, NotImplementedError, ValueError) as error:
+            raise _mismatch_error(path, config, error) from None
+    for name in ("unet", "vae", "text_encoder"):
+        _check_all_weights_loaded(path, name, getattr(sd, name))
+    # StableDiffusionPipeline rewrites old scheduler configs in place (steps_offset); reload it
+    # so a single file and its diffusers folder give the same scheduler.
+    scheduler = type(sd.scheduler).from_pretrained(
+        str(config), subfolder="scheduler", local_files_only=local
+    )
     pipe = LUSDPipeline(
         vae=sd.vae,
         text_encoder=sd.text_encoder,
         tokenizer=sd.tokenizer,
         unet=sd.unet,
-        scheduler=sd.scheduler,
+        scheduler=scheduler,
     )
-    if config is not None and Path(config).is_dir():
+    if local:
         pipe.default_config = read_model_config(config)
     return pipe
+
+
+def _mismatch_error(path: Path, config: str | Path, error: Exception) -> Exception:
+    """diffusers' errors for a checkpoint that does not fit the config, as one line."""
+    import re
+
+    text = str(error)
+    shape = re.search(r"because (\S+) expected shape (.+?), but got (.+?)\.(?:\s|$)", text)
+    if shape:
+        weight, expected, got = shape.groups()
+        detail = f"{weight} is {got} in the checkpoint but {expected} in the config"
+    elif "meta tensor" in text:  # weights the checkpoint lacks stay on the meta device
+        detail = "weights missing from the checkpoint"
+    else:
+        return error
+    return ModelLoadError(
+        f"{path}: does not fit the architecture in {config} ({detail}); "
+        "does --model-config match this model?"
+    )
+
+
+def _check_checkpoint_keys(path: Path) -> None:
+    """Read only the safetensors header: a whole SD model in the original (LDM) layout?"""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            keys = list(handle.keys())
+    except Exception as error:  # safetensors raises its own error types
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelLoadError(
+            f"cannot load {path}: not a valid .safetensors file ({reason})"
+        ) from None
+    if not any(key.startswith("model.diffusion_model.") for key in keys):
+        raise ModelLoadError(
+            f"{path}: not a single-file Stable Diffusion checkpoint (no model.diffusion_model.* "
+            "weights); LoRAs and lone components cannot be loaded as a model"
+        )
+
+
+def _check_single_file_config(path: Path, config: str | Path | None) -> bool:
+    """Refuse a missing or unusable config early; True when it is a local folder."""
+    if config is None or not str(config).strip():
+        raise ModelLoadError(
+            f"{path}: a single-file checkpoint needs the diffusers config of its architecture: "
+            "pass --model-config FOLDER (a diffusers SD folder of the same model family, "
+            "e.g. stable-diffusion-v1-5, or its hub id)"
+        )
+    folder = Path(config)
+    if folder.is_dir():
+        check_model_folder(folder)
+        return True
+    if folder.exists() or _looks_like_local_path(str(config)):
+        raise ModelLoadError(f"--model-config {config}: not found or not a folder")
+    return False
+
+
+def _check_all_weights_loaded(path: Path, name: str, module: torch.nn.Module) -> None:
+    """diffusers leaves weights the checkpoint lacks on the meta device; name the first one."""
+    missing = [key for key, value in module.state_dict().items() if value.is_meta]
+    if missing:
+        raise ModelLoadError(
+            f"{path}: {len(missing)} {name} weight(s) missing from the checkpoint "
+            f"(e.g. {missing[0]}); does --model-config match this model?"
+        )
