@@ -38,7 +38,7 @@ def test_ray_two_actors_model_loaded_once_each(local_ray, tmp_path):
     opts = BatchOptions(manifest, out, model="fake", oracle=False, backend="ray", workers=2)
     s = run_batch(opts, FakeFactory(0.05, str(logs)), progress=lambda *a: seen.append(a[:2]))
     assert (s.done, s.failed) == (8, 0)
-    assert seen[-1] == (8, 8) and len(seen) == 8
+    assert seen[0] == (0, 8) and seen[-1] == (8, 8) and len(seen) == 9
     built = sorted(logs.iterdir())
     assert len(built) == 2, "one editor per actor"
     assert all(p.read_text() == "built\n" for p in built)

@@ -26,7 +26,7 @@ def test_local_run_writes_outputs_journal_and_metrics(tmp_path):
     seen = []
     s = run_batch(_opts(manifest, out), FakeFactory(), progress=lambda *a: seen.append(a))
     assert (s.done, s.failed, s.to_run) == (3, 0, 3)
-    assert [a[:2] for a in seen] == [(1, 3), (2, 3), (3, 3)]
+    assert [a[:2] for a in seen] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     with Journal(out / "journal.sqlite") as j:
         rows = j.jobs()
         assert [r["state"] for r in rows] == ["done"] * 3

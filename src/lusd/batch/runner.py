@@ -40,7 +40,7 @@ from lusd.errors import ConfigError, ImageInputError
 
 log = logging.getLogger(__name__)
 
-#: progress(finished_so_far, total_to_run, job_id, ok)
+#: progress(finished_so_far, total_to_run, job_id, ok); first called with 0 before any work
 Progress = Callable[[int, int, str, bool], None]
 
 
@@ -240,6 +240,8 @@ def run_batch(
             run = BatchRun(opts, journal, jobs)
             start = time.perf_counter()
             if todo:
+                if progress:
+                    progress(0, len(todo), "", True)  # planning done, work starts
                 backend = _run_local if opts.backend == "local" else _run_ray
                 backend(run, todo, factory, progress, summary)
             summary.seconds = time.perf_counter() - start

@@ -114,21 +114,22 @@ def _with_progress(opts, run_batch):
         TextColumn("ETA"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task("batch", total=None, failed="")
-        failed = 0
+    bar = Progress(*columns, console=err_console, transient=False)
+    task = bar.add_task("batch", total=None, failed="")
+    failed = 0
 
-        def update(done: int, total: int, job_id: str, ok: bool) -> None:
-            nonlocal failed
-            failed += not ok
-            bar.update(
-                task,
-                completed=done,
-                total=total,
-                failed=f"[red]{failed} failed[/]" if failed else "",
-            )
+    def update(done: int, total: int, job_id: str, ok: bool) -> None:
+        nonlocal failed
+        if done == 0:
+            bar.start()  # only once the manifest is valid and there is work
+        failed += not ok
+        text = f"[red]{failed} failed[/]" if failed else ""
+        bar.update(task, completed=done, total=total, failed=text)
 
+    try:
         return run_batch(opts, progress=update)
+    finally:
+        bar.stop()
 
 
 @cli_errors
