@@ -175,3 +175,20 @@ def test_pickled_only_folder_is_refused(tmp_path, tiny_model_dir):
             weights.unlink()
     with pytest.raises(ModelLoadError, match="pickled"):
         load_pipeline(str(folder))
+
+
+def test_model_config_only_for_single_files_and_hub_ids_with_dots(tiny_model_dir, tmp_path):
+    from lusd.loading import _looks_like_local_path
+
+    with pytest.raises(ModelLoadError, match="only for single-file"):
+        load_pipeline(str(tiny_model_dir), single_file_config=str(tiny_model_dir))
+    assert not _looks_like_local_path("runwayml/stable-diffusion-v1.5")
+    assert _looks_like_local_path("./models/sd") and _looks_like_local_path("model.safetensors")
+
+
+def test_one_call_edit_api(tiny_model_dir):
+    import lusd
+
+    image = np.zeros((32, 32, 3), dtype=np.uint8)
+    out = lusd.edit(image, "a cat", "a cat wearing a hat", model=str(tiny_model_dir), num_steps=2)
+    assert out.images[0].size == (32, 32) and out.focus_words == ["hat"]

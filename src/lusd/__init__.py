@@ -23,9 +23,17 @@ def __getattr__(name: str) -> Any:
 
 
 def edit(
-    image: Any, source_prompt: str, target_prompt: str, *, model: str | None = None, **kwargs: Any
+    image: Any,
+    source_prompt: str,
+    target_prompt: str,
+    *,
+    model: str | None = None,
+    device: str | None = None,
+    model_config: str | None = None,
+    **kwargs: Any,
 ):
     """One-call edit: load ``model`` (default: the shipped shapes model) and run it."""
     from lusd.pipeline import load_pipeline
 
-    return load_pipeline(model)(image, source_prompt, target_prompt, **kwargs)
+    pipe = load_pipeline(model, device, single_file_config=model_config)
+    return pipe(image, source_prompt, target_prompt, **kwargs)

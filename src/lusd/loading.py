@@ -117,6 +117,11 @@ def load_pipeline(
         if path.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES):
             pipe = _load_single_file(path, allow_pickle, single_file_config, torch_dtype)
         else:
+            if single_file_config is not None:
+                raise ModelLoadError(
+                    "--model-config is only for single-file checkpoints; "
+                    f"{model} carries its own config"
+                )
             if path.exists():
                 if not path.is_dir():
                     raise ModelLoadError(f"{path}: not a model folder or a .safetensors checkpoint")
@@ -144,7 +149,8 @@ def load_pipeline(
 
 
 def _looks_like_local_path(text: str) -> bool:
-    return text.startswith((".", "/", "~")) or text.count("/") != 1 or Path(text).suffix != ""
+    """Anything but ``owner/name`` (a hub id) is meant as a local path."""
+    return text.startswith((".", "/", "~")) or text.count("/") != 1
 
 
 def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None, torch_dtype):

@@ -140,6 +140,9 @@ def _run_with_progress(pipe, picture, source, target, focus, preset, config, see
 @cli_errors
 def info(
     model: str = typer.Argument(None, help=MODEL_HELP),
+    model_config: Path = typer.Option(
+        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
+    ),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
 ) -> None:
     """Describe a model: components, sizes, the layers the LUSD mask reads, its default config."""
@@ -147,7 +150,7 @@ def info(
     from lusd.config import EditConfig
     from lusd.loading import load_pipeline
 
-    pipe = load_pipeline(model, "cpu", "float32", allow_pickle)
+    pipe = load_pipeline(model, "cpu", "float32", allow_pickle, model_config)
     layers = pipe.mask_layers
     params = {
         name: sum(p.numel() for p in getattr(pipe, name).parameters())
