@@ -7,10 +7,18 @@ with that instruction rather than skipping. No browser is ever downloaded.
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from PIL import Image
-from test_app_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, served, shapes_picture
+from test_app_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    FakePipeline,
+    served,
+    shapes_picture,
+)
 
 from lusd.app_edit import AppSettings
 
@@ -65,6 +73,11 @@ def test_upload_edit_mask_gallery_and_errors_in_the_browser(browser, app_url, tm
     page.set_default_timeout(TIMEOUT_MS)
     problems: list[str] = []
     page.on("pageerror", lambda error: problems.append(str(error)))
+    outside: list[str] = []
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((app_url, "data:", "blob:")) else outside.append(r.url),
+    )
     page.goto(app_url)
 
     page.locator("#lusd-input input[type=file]").set_input_files(str(picture))
@@ -121,4 +134,63 @@ def test_upload_edit_mask_gallery_and_errors_in_the_browser(browser, app_url, tm
     page.locator("#lusd-edit").click()
     page.wait_for_function("() => document.querySelectorAll('#lusd-gallery img').length >= 3")
     assert not problems, problems
+    assert not outside, f"the page fetched from outside the app: {outside}"
     page.close()
+
+
+def test_a_bundled_example_fills_the_form(browser, tiny_pipe, tmp_path):
+    examples = tmp_path / "examples"
+    examples.mkdir()
+    shapes_picture(examples / "red-circle.png")
+    (examples / "red-circle.txt").write_text("a red circle\na red circle and a blue square\n")
+    settings = AppSettings(base_overrides={"num_steps": 2}, examples_dir=examples)
+    with served(tiny_pipe, settings) as (url, _, workdir):
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.get_by_text("a red circle and a blue square", exact=True).first.click()
+        page.wait_for_function(
+            "() => document.querySelector('#lusd-target textarea').value"
+            " === 'a red circle and a blue square'"
+        )
+        assert page.locator("#lusd-source textarea").input_value() == "a red circle"
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('#lusd-input img')].some(i => i.naturalWidth > 0)"
+        )
+        sources = _loaded_images(page, "#lusd-input")
+        assert sources and all(f"file={workdir}" in src for src in sources), sources
+        page.locator("#lusd-edit").click()
+        assert "square" in _wait_status(page, "Done in")
+        page.close()
+
+
+def test_a_full_queue_says_busy_in_the_page(browser, tmp_path):
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    picture = shapes_picture(tmp_path / "circle.png", size=32)
+    settings = AppSettings(max_queue=1)
+    pipe = FakePipeline(delay=2.0)  # 4 steps: each edit holds the only slot for 8 s
+    busy = (Status.PROCESSING, Status.PROGRESS, Status.ITERATING)
+    with served(pipe, settings) as (url, _, _):
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.locator("#lusd-input input[type=file]").set_input_files(str(picture))
+        page.locator("#lusd-target textarea").fill("a blue square")
+        client = Client(url, verbose=False)
+        args = (handle_file(str(picture)), "", "a blue square", "", 3, 0, False)
+        running = client.submit(*args, api_name="/edit")
+        deadline = time.monotonic() + 60
+        while running.status().code not in busy and time.monotonic() < deadline:
+            time.sleep(0.05)
+        waiting = client.submit(*args, api_name="/edit")  # takes the one place in the queue
+        time.sleep(1.0)
+        assert running.status().code in busy and not waiting.done()
+        jobs = [running, waiting]
+        page.locator("#lusd-edit").click()
+        page.get_by_text("busy", exact=False).first.wait_for(timeout=30_000)
+        assert "Please try again" in page.locator("body").inner_text()
+        for job in jobs:
+            job.result(timeout=60)
+        page.close()

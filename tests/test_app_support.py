@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import shutil
 import socket
 import time
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ def served(pipe: Any, settings=None):
         yield url.rstrip("/"), demo, workdir
     finally:
         demo.close()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def shapes_picture(path: Path, size: int = 64) -> Path:
