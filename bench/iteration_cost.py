@@ -123,7 +123,8 @@ class Bench:
             torch.cuda.synchronize()
 
     @torch.inference_mode()
-    def once(self, variant: str) -> float:
+    def once(self, variant: str) -> tuple[float, float]:
+        """(wall seconds, CPU seconds of this process) of one run of ``variant``."""
         from diffusers.models.attention_processor import AttnProcessor2_0
 
         from lusd.attention import install_capture
@@ -139,13 +140,13 @@ class Bench:
         timestep = torch.tensor([500, 500], device=self.device)
         self.sink.clear()
         self.sync()
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         if variant == "lusd":
             self.distiller.run(self.latents, self.cond, use_mask=True)
         else:
             self.unet(batch, timestep, encoder_hidden_states=embeddings)
         self.sync()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def peak_memory(model: str, variant: str, device: str) -> float:
@@ -160,10 +161,10 @@ def peak_memory(model: str, variant: str, device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def timings(model: str, device: str, repeats: int) -> dict[str, list[float]]:
+def timings(model: str, device: str, repeats: int) -> dict[str, list[tuple[float, float]]]:
     """Interleaved timings (bare, lusd, explicit, bare, ...) so load changes hit all alike."""
     bench = Bench(model, device)
-    result: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    result: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     for round_ in range(repeats + 1):
         for variant in VARIANTS:
             seconds = bench.once(variant)
@@ -213,15 +214,20 @@ def main() -> None:
     rows = []
     for model in args.model or ["sd15", "tiny"]:
         seconds = timings(model, args.device, args.repeats)
-        bare = statistics.median(seconds["bare"])
+        # On a shared CPU, process CPU time is steadier than wall time (it excludes the
+        # time other processes hold the cores); both are reported.
+        clock = 1 if args.device == "cpu" else 0
+        bare = statistics.median(x[clock] for x in seconds["bare"])
         for variant in VARIANTS:
-            median = statistics.median(seconds[variant])
+            median = statistics.median(x[clock] for x in seconds[variant])
             row = {
                 "model": model,
                 "variant": variant,
                 "device": args.device,
+                "clock": "process_cpu" if clock else "wall",
                 "seconds_median": round(median, 4),
-                "seconds_all": [round(x, 4) for x in seconds[variant]],
+                "wall_seconds_all": [round(x[0], 4) for x in seconds[variant]],
+                "cpu_seconds_all": [round(x[1], 4) for x in seconds[variant]],
                 "vs_bare": round(median / bare, 3),
                 "peak_memory_mb": round(child(model, variant, args.device), 1),
                 "peak_memory_kind": "cuda_max_allocated" if args.device == "cuda" else "max_rss",
