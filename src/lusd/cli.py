@@ -10,7 +10,7 @@ import typer
 from lusd import __version__
 
 #: Modules under lusd.commands that add their commands to the app.
-COMMAND_MODULES: tuple[str, ...] = ("edit", "serve", "batch")
+COMMAND_MODULES: tuple[str, ...] = ("edit", "serve", "batch", "shapes")
 
 app = typer.Typer(
     name="lusd",

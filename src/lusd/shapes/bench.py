@@ -97,8 +97,9 @@ def run(
                 r = json.loads(line)
                 done[(r["case"], r["preset"])] = r
     records = []
-    for preset in presets:
-        for i, case in enumerate(cases):
+    # case-major order: a run stopped early still compares every preset on the same cases
+    for i, case in enumerate(cases):
+        for preset in presets:
             key = (case.case_id, preset)
             if key in done:
                 records.append(done[key])

@@ -89,3 +89,75 @@ def generation_eval(
         images += imgs
         judgements += [judge(im, p) for im, p in zip(imgs, chunk, strict=True)]
     return summarize(judgements), judgements, images
+
+
+def sample_grid(images: list, prompts: list[str], path, cols: int = 8, scale: int = 2) -> None:
+    """A grid of generated images (first ``cols * 3``) for the docs."""
+    from PIL import Image
+
+    n = min(len(images), cols * 3)
+    side = 64 * scale
+    grid = Image.new("RGB", (cols * side, ((n + cols - 1) // cols) * side), (255, 255, 255))
+    for i in range(n):
+        tile = images[i].resize((side, side), Image.Resampling.NEAREST)
+        grid.paste(tile, ((i % cols) * side, (i // cols) * side))
+    grid.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure the shipped (or given) model; write JSON, sample grid and training curves."""
+    import argparse
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    p = argparse.ArgumentParser(prog="lusd.shapes.evaluate")
+    p.add_argument("--model", default=None)
+    p.add_argument("--work", type=Path, default=None, help="training folder (for curves)")
+    p.add_argument("--prompts", type=int, default=200)
+    p.add_argument("--vae-scenes", type=int, default=500)
+    p.add_argument("--out", type=Path, default=Path("bench/results/shapes_model_quality.json"))
+    p.add_argument("--docs", type=Path, default=Path("docs"))
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from lusd.shapes.generate import load_t2i
+
+    pipe = load_t2i(args.model)
+    started = time.perf_counter()
+    readback = vae_readback(pipe.vae, args.vae_scenes)
+    log.info("VAE read-back %.3f on %d scenes", readback, args.vae_scenes)
+    summary, judgements, images = generation_eval(pipe, args.prompts)
+    log.info("generation %s", summary)
+    prompts = [j.prompt for j in judgements]
+    result = {
+        "vae_readback": readback,
+        "vae_scenes": args.vae_scenes,
+        "generation": summary,
+        "settings": {"steps": 50, "guidance": 7.5, "scheduler": "DDIM", "seed": 2024},
+        "seconds": time.perf_counter() - started,
+        "failures": [j.prompt for j in judgements if not j.ok][:40],
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1) + "\n")
+    os.replace(tmp, args.out)
+    args.docs.mkdir(parents=True, exist_ok=True)
+    half = len(images) // 2
+    pick = list(range(min(12, half))) + list(range(half, min(half + 12, len(images))))
+    sample_grid(
+        [images[i] for i in pick], [prompts[i] for i in pick], args.docs / "shapes-samples.png"
+    )
+    lines = [
+        f"{k}: {prompts[i]} -> {'ok' if judgements[i].ok else 'wrong'}" for k, i in enumerate(pick)
+    ]
+    (args.docs / "shapes-samples.txt").write_text("\n".join(lines) + "\n")
+    if args.work is not None:
+        from lusd.shapes.curves import plot_curves
+
+        plot_curves(args.work, args.docs / "shapes-training.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

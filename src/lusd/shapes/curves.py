@@ -1,0 +1,46 @@
+"""Training curves of the shapes model (loss.csv of each stage) as one matplotlib PNG."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+
+def _read(path: Path) -> dict[str, list[float]]:
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return {k: [float(r[k]) for r in rows] for k in (rows[0] if rows else {})}
+
+
+def plot_curves(work: Path, out: Path) -> Path:
+    """Two panels: VAE reconstruction (L1, MSE) and UNet loss, against minutes of training."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
+    for ax, stage, keys in ((axes[0], "vae", ("l1", "mse")), (axes[1], "unet", ("loss", "mse"))):
+        path = work / stage / "loss.csv"
+        if not path.exists():
+            ax.set_title(f"{stage}: no log")
+            continue
+        data = _read(path)
+        minutes = [s / 60 for s in data["seconds"]]
+        for key in keys:
+            ax.plot(minutes, data[key], label=key, lw=1)
+        ax.set_yscale("log")
+        ax.set_xlabel("minutes (wall clock, shared 2-core machine)")
+        ax.set_title(f"{stage}: {int(data['step'][-1])} steps")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[1].text(
+        0.02, 0.02, "loss = min-SNR(5) weighted eps MSE", transform=axes[1].transAxes, fontsize=7
+    )
+    fig.tight_layout()
+    tmp = out.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out
