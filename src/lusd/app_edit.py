@@ -72,7 +72,7 @@ class EditRecord:
 
     @property
     def caption(self) -> str:
-        return f"{self.target_prompt} (seed {self.seed}, strength {self.strength})"
+        return f"seed {self.seed} · strength {self.strength}: {self.target_prompt}"
 
     def summary(self) -> str:
         focus = ", ".join(self.focus_words) or "none"
