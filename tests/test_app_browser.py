@@ -47,9 +47,21 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def app_url(tiny_pipe):
+def edit_pipe(request):
+    """The shipped shapes-world model when it is there (as the issue asks), else the tiny one."""
+    from lusd.shapes import SHAPES_MODEL_DIR
+
+    if (SHAPES_MODEL_DIR / "model_index.json").is_file():
+        from lusd.loading import load_pipeline
+
+        return load_pipeline(None, "cpu")
+    return request.getfixturevalue("tiny_pipe")
+
+
+@pytest.fixture(scope="module")
+def app_url(edit_pipe):
     settings = AppSettings(base_overrides={"num_steps": 12})
-    with served(tiny_pipe, settings) as (url, _, _):
+    with served(edit_pipe, settings) as (url, _, _):
         yield url
 
 
