@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
@@ -122,6 +124,16 @@ def test_image_errors_are_plain_and_hide_server_paths(editor, tmp_path):
         editor.run(str(big), "", "a blue square", "", 3, 0)
     assert str(tmp_path) not in str(caught.value)
     assert editor.pipe.calls == 0
+
+
+def test_old_results_are_pruned_at_the_next_edit(tmp_path):
+    editor = Editor(FakePipeline(), AppSettings(keep_results_s=60), tmp_path / "work")
+    old = tmp_path / "work" / "results" / "old"
+    old.mkdir(parents=True)
+    (old / "lusd-edit-1.png").write_bytes(b"x")
+    os.utime(old, (time.time() - 120, time.time() - 120))
+    record = editor.run(str(shapes_picture(tmp_path / "in.png")), "", "a blue square", "", 1, 0)
+    assert not old.exists() and os.path.exists(record.result_path)
 
 
 def test_focus_preview_never_raises(editor):

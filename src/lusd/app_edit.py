@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,8 @@ class AppSettings:
     max_queue: int = 8
     max_prompt_chars: int = 300
     history_size: int = 12
+    #: Results older than this (seconds) are deleted from the temp folder at the next edit.
+    keep_results_s: float = 24 * 3600
     #: EditConfig overrides applied to the model's defaults before the strength mapping.
     base_overrides: dict[str, Any] = field(default_factory=dict)
     model_name: str = "shapes-world"
@@ -226,6 +229,16 @@ class Editor:
             int(stats.get("iterations", config.num_steps)),
         )
 
+    def prune(self) -> None:
+        """Delete result folders older than ``settings.keep_results_s`` (bounded disk use)."""
+        cutoff = time.time() - self.settings.keep_results_s
+        for folder in (self.workdir / "results").glob("*"):
+            try:
+                if folder.is_dir() and folder.stat().st_mtime < cutoff:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                continue
+
     def _save(
         self,
         original: Image.Image,
@@ -242,6 +255,7 @@ class Editor:
     ) -> EditRecord:
         from lusd.images import save_image
 
+        self.prune()
         record_id = uuid.uuid4().hex[:12]
         folder = self.workdir / "results" / record_id
         settings = {  # the same "lusd" record as `lusd edit` writes, plus the strength
