@@ -92,6 +92,10 @@ def test_strength_and_mask_view(client, picture):
         assert a.tobytes() != b.tobytes()  # the mask view tints the edited area
 
 
+def test_an_empty_seed_box_means_seed_0(client, picture):
+    assert _edit(client, picture, seed=None)[-1] == 0
+
+
 def test_try_again_uses_a_new_seed(client, picture):
     first = _edit(client, picture, seed=3)[-1]
     again = client.predict(
@@ -127,7 +131,7 @@ def test_focus_words_endpoint(client):
     ("target", "focus", "expected"),
     [
         ("", "", "Describe what the picture should become"),
-        (TARGET, "giraffe", "focus word 'giraffe' does not occur"),
+        (TARGET, "giraffe", "Focus word 'giraffe' does not occur"),
         ("a blue square explode", "", "failed unexpectedly"),
     ],
 )

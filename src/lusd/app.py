@@ -20,6 +20,7 @@ from lusd.app_edit import (
     EditRecord,
     list_examples,
     new_seed,
+    plain_message,
 )
 from lusd.errors import LUSDError
 
@@ -192,9 +193,11 @@ def build_app(
 
         progress(0, desc="Starting")
         try:
-            record = editor.run(image, source, target, focus, int(strength), int(seed), report)
+            strength = int(strength if strength is not None else DEFAULT_STRENGTH)
+            record = editor.run(image, source, target, focus, strength, int(seed or 0), report)
         except LUSDError as error:
-            raise gr.Error(str(error), title="Cannot edit", print_exception=False) from None
+            message = plain_message(error)
+            raise gr.Error(message, title="Cannot edit", print_exception=False) from None
         except Exception:
             log.exception("edit failed")
             raise gr.Error(UNEXPECTED, print_exception=False) from None

@@ -120,7 +120,7 @@ def new_seed() -> int:
     return int(np.random.default_rng().integers(0, _SEED_LIMIT))
 
 
-def _plain(error: LUSDError, path: str | None = None) -> str:
+def plain_message(error: LUSDError, path: str | None = None) -> str:
     """One line for the page: no server paths, first letter capitalised."""
     text = str(error).splitlines()[0] if str(error) else type(error).__name__
     if path:
@@ -179,7 +179,7 @@ class Editor:
         try:
             return load_image(image_path, max_pixels=self.settings.max_pixels)
         except ImageInputError as error:
-            raise ImageInputError(_plain(error, image_path)) from None
+            raise ImageInputError(plain_message(error, image_path)) from None
 
     def run(
         self,
