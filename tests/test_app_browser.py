@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 from test_app_support import (
@@ -205,4 +206,19 @@ def test_a_full_queue_says_busy_in_the_page(browser, tmp_path):
         assert "Please try again" in page.locator("body").inner_text()
         for job in jobs:
             job.result(timeout=60)
+        page.close()
+
+
+def test_a_too_large_upload_is_refused_in_plain_words(browser, tmp_path):
+    noise = np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)
+    picture = tmp_path / "holiday.png"
+    Image.fromarray(noise).save(picture)  # about 120 kB of incompressible pixels
+    with served(FakePipeline(), AppSettings(max_file_size="20kb")) as (url, _, workdir):
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(url)
+        page.locator("#lusd-input input[type=file]").set_input_files(str(picture))
+        page.get_by_text("exceed the maximum allowed size").first.wait_for()
+        assert "Traceback" not in page.locator("body").inner_text()
+        assert not list(workdir.rglob("holiday*")), "nothing of the refused upload is stored"
         page.close()
