@@ -146,6 +146,13 @@ def test_upload_edit_mask_gallery_and_errors_in_the_browser(browser, app_url, tm
     page.locator("#lusd-target textarea").fill("a red circle and a blue square")
     page.locator("#lusd-edit").click()
     page.wait_for_function("() => document.querySelectorAll('#lusd-gallery img').length >= 3")
+    _wait_status(page, "Done in")
+    page.locator("#lusd-further").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#lusd-input img')]"
+        ".some(i => i.src.includes('lusd-edit-') && i.naturalWidth > 0)"
+    )
+    assert page.locator("#lusd-source textarea").input_value() == "a red circle and a blue square"
     assert not problems, problems
     assert not outside, f"the page fetched from outside the app: {outside}"
     page.close()
