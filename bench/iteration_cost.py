@@ -18,7 +18,6 @@ import argparse
 import contextlib
 import json
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -158,7 +157,10 @@ def peak_memory(model: str, variant: str, device: str) -> float:
     bench.once(variant)
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM belongs to this process image; ru_maxrss would include the parent's peak
+    # (Linux carries it across fork and exec).
+    status = Path("/proc/self/status").read_text().splitlines()
+    return int(next(x for x in status if x.startswith("VmHWM:")).split()[1]) / 1024
 
 
 def timings(model: str, device: str, repeats: int) -> dict[str, list[tuple[float, float]]]:
@@ -230,7 +232,7 @@ def main() -> None:
                 "cpu_seconds_all": [round(x[1], 4) for x in seconds[variant]],
                 "vs_bare": round(median / bare, 3),
                 "peak_memory_mb": round(child(model, variant, args.device), 1),
-                "peak_memory_kind": "cuda_max_allocated" if args.device == "cuda" else "max_rss",
+                "peak_memory_kind": "cuda_max_allocated" if args.device == "cuda" else "vm_hwm",
             }
             rows.append(row)
             print(json.dumps(row), flush=True)
