@@ -71,6 +71,11 @@ def batch(
         threads=threads,
         oracle=oracle,
     )
+    if backend == "local" and workers > 1:
+        err_console.print(
+            "[yellow]note:[/] --workers applies to --backend ray; the local backend runs one "
+            "edit at a time"
+        )
     quiet_libraries()
     summary = _with_progress(opts, run_batch) if progress else run_batch(opts)
     for bad in summary.bad_rows:
