@@ -57,8 +57,9 @@ def test_ray_failures_are_recorded_per_row(local_ray, tmp_path):
     manifest = write_manifest(tmp_path, 3)
     text = manifest.read_text().replace("a blue circle 1", "FAIL 1")
     manifest.write_text(text)
-    opts = BatchOptions(manifest, tmp_path / "out", model="fake", oracle=False, backend="ray",
-                        workers=2)
+    opts = BatchOptions(
+        manifest, tmp_path / "out", model="fake", oracle=False, backend="ray", workers=2
+    )
     s = run_batch(opts, FakeFactory())
     assert (s.done, s.failed) == (2, 1)
 
@@ -66,9 +67,23 @@ def test_ray_failures_are_recorded_per_row(local_ray, tmp_path):
 def test_ray_with_tiny_model_pipeline(local_ray, tmp_path, tiny_model_dir):
     manifest = write_manifest(tmp_path, 4, extra={"num_steps": 2})
     out = tmp_path / "out"
-    opts = BatchOptions(manifest, out, model=str(tiny_model_dir), backend="ray", workers=2,
-                        threads=1, device="cpu")
+    opts = BatchOptions(
+        manifest, out, model=str(tiny_model_dir), backend="ray", workers=2, threads=1, device="cpu"
+    )
     s = run_batch(opts, PipelineEditorFactory(str(tiny_model_dir), "cpu", threads=1))
     assert (s.done, s.failed) == (4, 0)
     with Journal(out / "journal.sqlite") as j:
         assert all(r["unet_calls"] == 2 for r in j.jobs())
+
+
+def test_ray_model_load_failure_is_one_clear_error(local_ray, tmp_path):
+    from lusd.errors import ModelLoadError
+
+    manifest = write_manifest(tmp_path, 2)
+    opts = BatchOptions(
+        manifest, tmp_path / "out", model=str(tmp_path / "no-model"), backend="ray", workers=2
+    )
+    with pytest.raises(ModelLoadError, match="Ray worker could not load the model: .*no-model"):
+        run_batch(opts)
+    with Journal(tmp_path / "out" / "journal.sqlite") as j:
+        assert {r["state"] for r in j.jobs()} == {"pending"}

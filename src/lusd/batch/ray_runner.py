@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from lusd.batch.execute import EditorFactory, JobOutput, execute, worker_name
 from lusd.batch.jobs import JobSpec
-from lusd.errors import DeviceError, ImageInputError
+from lusd.errors import DeviceError, ImageInputError, ModelLoadError
 
 if TYPE_CHECKING:
     from lusd.batch.runner import BatchRun, BatchSummary, Progress
@@ -34,6 +34,9 @@ class EditActor:
 
     def run(self, job: JobSpec, image_bytes: bytes) -> JobOutput:
         return execute(self.editor, job, image_bytes)
+
+    def ready(self) -> str:
+        return self.name
 
 
 def _connect(address: str | None, workers: int) -> Any:
@@ -65,6 +68,7 @@ def run_on_ray(
     log.info("ray: %d actor(s) with %s", opts.workers, per_actor)
     actor_cls = ray.remote(**per_actor)(EditActor)
     actors = [actor_cls.remote(factory) for _ in range(opts.workers)]
+    _wait_ready(ray, actors)
     queue = deque(todo)
     in_flight: dict[Any, tuple[Any, JobSpec]] = {}
     load: dict[Any, int] = dict.fromkeys(actors, 0)
@@ -117,6 +121,18 @@ def run_on_ray(
     finally:
         for actor in list(load):
             ray.kill(actor)
+
+
+def _wait_ready(ray: Any, actors: list) -> None:
+    """Wait until every actor has loaded its model; a load failure is one clear error."""
+    try:
+        names = ray.get([a.ready.remote() for a in actors])
+    except ray.exceptions.RayActorError as exc:
+        for actor in actors:
+            ray.kill(actor)
+        lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+        raise ModelLoadError(f"a Ray worker could not load the model: {lines[-1]}") from None
+    log.info("ray workers ready: %s", ", ".join(names))
 
 
 def _short(exc: BaseException) -> str:
