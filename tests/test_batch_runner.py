@@ -121,14 +121,19 @@ def test_strict_aborts_on_bad_rows_and_lenient_runs_good_ones(tmp_path):
         assert [b["line"] for b in json.loads(j.get_meta("bad_rows"))] == [3, 4]
 
 
-def test_unreadable_image_fails_alone(tmp_path):
-    manifest = write_manifest(tmp_path, 2)
+def test_unreadable_images_bad_rows_or_failed_jobs(tmp_path):
+    manifest = write_manifest(tmp_path, 3)
     (tmp_path / "images" / "img001.png").write_bytes(b"not a png")
+    data = (tmp_path / "images" / "img002.png").read_bytes()
+    (tmp_path / "images" / "img002.png").write_bytes(data[: len(data) // 2])  # truncated
     s = run_batch(_opts(manifest, tmp_path / "out"), FakeFactory())
     assert (s.done, s.failed) == (1, 1)
+    assert [(e.line, e.message) for e in s.bad_rows] == [
+        (2, "image 'images/img001.png' is not a readable image (UnidentifiedImageError)")
+    ]
     with Journal(tmp_path / "out" / "journal.sqlite") as j:
         err = [r["error"] for r in j.jobs() if r["state"] == "failed"][0]
-    assert err.startswith("ImageInputError: img001.png is not a readable image")
+    assert err.startswith("ImageInputError: img002.png is not a readable image")
 
 
 def test_local_backend_does_not_import_ray(tmp_path):

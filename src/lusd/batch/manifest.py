@@ -214,6 +214,7 @@ def _make_row(
     image = _resolve(image_ref, base)
     if not image.is_file():
         raise ValueError(f"image {image_ref!r} not found ({image})")
+    _check_header(image, image_ref)
     target = _text(rec.get("target_prompt"))
     if not target:
         raise ValueError("the target prompt is empty")
@@ -252,6 +253,17 @@ def _make_row(
         edited=_resolve(edited, base) if edited else None,
         mask=_resolve(mask, base) if mask else None,
     )
+
+
+def _check_header(image: Path, ref: str) -> None:
+    """Cheap readability check: PIL identifies the format from the header only."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(image) as im:
+            im.size  # noqa: B018 - header parsed
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ValueError(f"image {ref!r} is not a readable image ({type(exc).__name__})") from None
 
 
 def _resolve(ref: str, base: Path) -> Path:
