@@ -92,6 +92,28 @@ def _background_index(arr: np.ndarray) -> int | None:
     return int(np.bincount(near, minlength=_N_BG).argmax())
 
 
+def _blend(arr: np.ndarray) -> tuple[int | None, np.ndarray, np.ndarray, np.ndarray]:
+    """(background index, palette index per pixel, alpha (H, W, K), residual (H, W, K))."""
+    bgi = _background_index(arr)
+    if bgi is None:
+        dist = np.linalg.norm(arr[:, :, None, :] - _PALETTE[None, None], axis=-1)
+        idx = dist.argmin(-1)
+        idx[dist.min(-1) > COLOR_CUTOFF] = -1
+        k = len(COLORS)
+        return None, idx, np.zeros(arr.shape[:2] + (k,)), np.full(arr.shape[:2] + (k,), np.inf)
+    b = _PALETTE[bgi]
+    v = _PALETTE[_N_BG:] - b  # (K, 3)
+    p = arr - b  # (H, W, 3)
+    alpha = np.clip((p @ v.T) / (v * v).sum(-1), 0.0, 1.0)  # (H, W, K)
+    resid = np.linalg.norm(p[:, :, None, :] - alpha[..., None] * v[None, None], axis=-1)
+    masked = np.where(alpha >= 0.5, resid, np.inf)
+    best = masked.argmin(-1)
+    is_obj = masked.min(-1) <= BLEND_CUTOFF
+    bg_dist = np.linalg.norm(p, axis=-1)
+    idx = np.where(is_obj, best + _N_BG, np.where(bg_dist <= COLOR_CUTOFF, bgi, -1))
+    return bgi, idx, alpha, resid
+
+
 def classify_pixels(image: Image.Image | np.ndarray) -> np.ndarray:
     """Palette index per pixel (backgrounds first, then object colours); -1 = unknown.
 
@@ -100,24 +122,7 @@ def classify_pixels(image: Image.Image | np.ndarray) -> np.ndarray:
     closest (residual <= BLEND_CUTOFF) with ``alpha >= 0.5``. Anti-aliased edges thus
     never turn into rings of a third colour (yellow on black is not orange).
     """
-    arr = _as_array(image)
-    bgi = _background_index(arr)
-    if bgi is None:
-        dist = np.linalg.norm(arr[:, :, None, :] - _PALETTE[None, None], axis=-1)
-        idx = dist.argmin(-1)
-        idx[dist.min(-1) > COLOR_CUTOFF] = -1
-        return idx
-    b = _PALETTE[bgi]
-    v = _PALETTE[_N_BG:] - b  # (K, 3)
-    p = arr - b  # (H, W, 3)
-    alpha = np.clip((p @ v.T) / (v * v).sum(-1), 0.0, 1.0)  # (H, W, K)
-    resid = np.linalg.norm(p[:, :, None, :] - alpha[..., None] * v[None, None], axis=-1)
-    resid = np.where(alpha >= 0.5, resid, np.inf)
-    best = resid.argmin(-1)
-    is_obj = resid.min(-1) <= BLEND_CUTOFF
-    bg_dist = np.linalg.norm(p, axis=-1)
-    idx = np.where(is_obj, best + _N_BG, np.where(bg_dist <= COLOR_CUTOFF, bgi, -1))
-    return idx
+    return _blend(_as_array(image))[1]
 
 
 def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -146,14 +151,40 @@ def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     return remap[labels], len(uniq)
 
 
-def _shape_of(comp: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
+def _grow(mask: np.ndarray, radius: int) -> np.ndarray:
+    h, w = mask.shape
+    pad = np.pad(mask, radius)
+    out = mask.copy()
+    for dy in range(-radius, radius + 1):
+        for dx in range(-radius, radius + 1):
+            out |= pad[radius + dy : radius + dy + h, radius + dx : radius + dx + w]
+    return out
+
+
+def _shape_of(comp: np.ndarray, weight: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
+    """Shape from the coverage mass (sum of blend alphas) relative to the bounding box.
+
+    Width and height are the integrals of the column and row coverage profiles, the mass
+    is the integral of the coverage (both survive anti-aliasing and blur): the mass fills
+    the box ~100% for a square, ~79% for a circle and ~50% for a triangle. A triangle's
+    mass also sits low in its box.
+    """
     ys, xs = np.nonzero(comp)
     x0, x1, y0, y1 = xs.min(), xs.max(), ys.min(), ys.max()
-    w, h = x1 - x0 + 1, y1 - y0 + 1
-    fill = len(xs) / float(w * h)
-    # Triangles (apex up) carry their mass low: centroid h/6 below the box centre.
-    offset = (ys.mean() - (y0 + y1) / 2) / h
-    if fill > 0.88:
+    # soft extents: the column / row coverage profiles integrate to the true width / height
+    w = max(float(weight.max(0).sum()), 1.0)
+    h = max(float(weight.max(1).sum()), 1.0)
+    mass = float(weight.sum())
+    fill = mass / (w * h)
+    rows = np.arange(weight.shape[0], dtype=float)
+    row_mass = weight.sum(1)
+    centroid = float((rows * row_mass).sum() / max(mass, 1e-6))
+    rows_on = row_mass > 0
+    top, bottom = rows[rows_on].min(), rows[rows_on].max()
+    offset = (centroid - (top + bottom) / 2) / h
+    # thresholds: midway between the rendered prototypes, set on VAE reconstructions of
+    # 300 scenes (seed 1234) where small squares round off to fill ~0.86-0.95
+    if fill > 0.86 and offset < 0.07:
         shape = "square"
     elif fill > 0.66 and abs(offset) < 0.07:
         shape = "circle"
@@ -166,7 +197,7 @@ def _shape_of(comp: np.ndarray) -> tuple[str, tuple[int, int, int, int]]:
 
 def detect(image: Image.Image | np.ndarray) -> list[Detected]:
     """Objects in ``image``, sorted by grid cell."""
-    idx = classify_pixels(image)
+    bgi, idx, alpha, resid = _blend(_as_array(image))
     found: list[Detected] = []
     for ci, name in enumerate(_NAMES[_N_BG:], start=_N_BG):
         mask = idx == ci
@@ -178,7 +209,12 @@ def detect(image: Image.Image | np.ndarray) -> list[Detected]:
             area = int(comp.sum())
             if area < MIN_AREA:
                 continue
-            shape, bbox = _shape_of(comp)
+            k = ci - _N_BG
+            # coverage around the component: pixels on this colour's blend line, near it,
+            # and not claimed by another object colour
+            near = _grow(comp, 2) & (resid[..., k] <= BLEND_CUTOFF) & ((idx == ci) | (idx < _N_BG))
+            weight = np.where(near, alpha[..., k], 0.0) if bgi is not None else comp.astype(float)
+            shape, bbox = _shape_of(comp, weight)
             x0, y0, x1, y1 = bbox
             side = max(x1 - x0 + 1, y1 - y0 + 1)
             third = CANVAS / 3
