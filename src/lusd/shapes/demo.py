@@ -122,3 +122,27 @@ def write_sheet(results: list[DemoResult], path: Path) -> Path:
         for i, r in enumerate(results)
     }
     return save_image(contact_sheet(results), path, metadata=meta)
+
+
+#: Scenes of the web app's examples (one edit each: add, colour change, shape change).
+EXAMPLE_SCENES: tuple[Scene, ...] = (
+    DEMO_SCENE,
+    Scene("black", (Obj("yellow", "triangle", "large", 4),)),
+    Scene("gray", (Obj("green", "square", "large", 0), Obj("orange", "circle", "large", 8))),
+)
+
+
+def write_examples(folder: Path) -> list[Path]:
+    """Rendered example scenes as PNGs carrying ``lusd:source_prompt``/``lusd:target_prompt``."""
+    from lusd.images import save_image
+
+    paths = []
+    for i, scene in enumerate(EXAMPLE_SCENES):
+        for case in demo_cases(scene)[i % 3 : i % 3 + 1]:  # add, colour, shape in turn
+            name = f"{i}-{case.kind}.png"
+            meta = {
+                "lusd:source_prompt": case.source_prompt,
+                "lusd:target_prompt": case.target_prompt,
+            }
+            paths.append(save_image(render(scene), folder / name, metadata=meta))
+    return paths
