@@ -140,3 +140,12 @@ def test_focus_preview_never_raises(editor):
     assert editor.focus_preview("a cat", "a cat wearing a party hat") == "party, hat"
     assert editor.focus_preview("", "") == ""
     assert editor.focus_preview(None, "!!!") == ""
+
+
+def test_the_bundled_examples_carry_both_prompts():
+    from lusd.shapes import EXAMPLES_DIR
+
+    rows = list_examples(EXAMPLES_DIR)
+    assert len(rows) == len(list(EXAMPLES_DIR.glob("*.png")))  # 0 when none are bundled
+    for _, source, target in rows:
+        assert source and target and source != target
