@@ -16,11 +16,13 @@ BG_MARGIN = 3
 
 
 def prompt_of(objects: list[Obj] | tuple[Obj, ...], background: str) -> str:
-    """Edit-prompt wording: ``a <color> <shape> [on the <position>] ... on a <bg> background``."""
-    parts = []
-    for o in objects:
-        where = "in the center" if o.position == "center" else f"on the {o.position}"
-        parts.append(f"a {o.color} {o.shape} {where}")
+    """Edit-prompt wording: ``a <color> <shape> and ... on a <bg> background``.
+
+    No positions: the objects are named by colour and shape (as in SHAPES_WORLD.md's
+    examples), and an added object is judged wherever it appears. A trailing position
+    word would also make the authors' focus rule run on to the next noun, "background".
+    """
+    parts = [f"a {o.color} {o.shape}" for o in objects]
     return " and ".join(parts) + f" on a {background} background"
 
 
