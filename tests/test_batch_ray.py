@@ -74,6 +74,12 @@ def test_ray_with_tiny_model_pipeline(local_ray, tmp_path, tiny_model_dir):
     assert (s.done, s.failed) == (4, 0)
     with Journal(out / "journal.sqlite") as j:
         assert all(r["unet_calls"] == 2 for r in j.jobs())
+        on_ray = {r["id"]: r["output_sha256"] for r in j.jobs()}
+    # the same manifest run locally gives bit-identical outputs (seeded, CPU)
+    local = BatchOptions(manifest, tmp_path / "local", model=str(tiny_model_dir), device="cpu")
+    assert run_batch(local).done == 4
+    with Journal(tmp_path / "local" / "journal.sqlite") as j:
+        assert {r["id"]: r["output_sha256"] for r in j.jobs()} == on_ray
 
 
 def test_ray_model_load_failure_is_one_clear_error(local_ray, tmp_path):
