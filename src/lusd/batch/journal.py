@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -271,6 +270,3 @@ class _Transaction:
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
-
-def journal_rows_as_dicts(rows: Iterable[sqlite3.Row]) -> list[dict[str, Any]]:
-    return [dict(r) for r in rows]
