@@ -50,5 +50,6 @@ def test_serve_starts_on_loopback_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
             process.kill()
             output = process.communicate()[0]
     assert f"http://127.0.0.1:{port}" in output
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "error" not in output.lower()
+    assert process.returncode == 0
     assert not list(tmp_path.glob("lusd-serve-*")), "the temp folder is removed on exit"

@@ -78,5 +78,7 @@ def serve(
     console.print(f"open http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port} (Ctrl+C stops)")
     try:
         launch(demo, settings, host=host, port=port, share=share, block=True)
+    except KeyboardInterrupt:  # Ctrl+C is the normal way to stop a server
+        console.print("stopped")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)  # uploads and results of this run
