@@ -84,6 +84,7 @@ def run_backend(
         device="cpu",
         oracle=model is None,
     )
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     summary = run_batch(opts)
     wall = time.perf_counter() - start
@@ -96,6 +97,7 @@ def run_backend(
     return {
         "backend": backend,
         "workers": workers,
+        "load_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "threads_per_worker": threads,
         "done": summary.done,
         "failed": summary.failed,
