@@ -94,3 +94,26 @@ def test_strict_and_foreign_outdir_are_one_line_errors(finished, tmp_path, tiny_
     assert "belongs to the batch of manifest" in _one_error_line(result)
     result = runner.invoke(app, ["report", str(tmp_path)])
     assert "has no batch journal" in _one_error_line(result)
+
+
+def test_shapes_model_batch_is_judged_by_the_oracle(tmp_path):
+    from lusd.shapes import SHAPES_MODEL_DIR
+
+    if not (SHAPES_MODEL_DIR / "model_index.json").is_file():
+        pytest.skip("the shapes model is not shipped in this checkout")
+    from lusd.shapes.edits import make_cases
+
+    lines = ["id,image,source_prompt,target_prompt"]
+    for case in make_cases(2, seed=3):
+        case.image().save(tmp_path / f"{case.case_id}.png")
+        lines.append(f"{case.case_id},{case.case_id}.png,{case.source_prompt},{case.target_prompt}")
+    (tmp_path / "m.csv").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["batch", str(tmp_path / "m.csv"), "-o", str(out), "--steps", "3"])
+    assert result.exit_code == 0, result.output + result.stderr
+    with Journal(out / "journal.sqlite") as j:
+        metrics = j.metrics()
+        assert j.get_meta("model") == "shapes"
+    assert len(metrics) == 2
+    for m in metrics.values():
+        assert m["oracle_success"] in (0.0, 1.0) and m["oracle_bg_change"] >= 0
