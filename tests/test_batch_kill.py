@@ -22,16 +22,48 @@ from lusd.batch.journal import Journal
 TESTS = Path(__file__).parent
 
 
-def _kill_loop(cmd: list[str], kills_wanted: int, window: tuple[float, float], seed: int) -> int:
-    """Start ``cmd`` repeatedly, SIGKILL it after a random delay; returns the kills done."""
+def _started(out: Path) -> int:
+    """How many jobs the journal has seen start (0 before the journal exists)."""
+    try:
+        db = sqlite3.connect(f"file:{out / 'journal.sqlite'}?mode=ro", uri=True, timeout=1)
+        try:
+            return db.execute("SELECT COUNT(*) FROM events WHERE event = 'started'").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _kill_loop(
+    cmd: list[str],
+    kills_wanted: int,
+    window: tuple[float, float],
+    seed: int,
+    out: Path | None = None,
+) -> int:
+    """Start ``cmd`` repeatedly and SIGKILL it at a random moment; returns the kills done.
+
+    Without ``out`` the moment is a random delay after the start. With ``out`` (for
+    slow-starting processes) most kills wait until 1-3 more jobs have started in the
+    journal, plus a random fraction of ``window``, so they land during real work
+    whatever the machine's speed; one run in five is killed during start-up instead.
+    """
     rng = random.Random(seed)
     kills = 0
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(TESTS)}
     for _ in range(kills_wanted * 4):
+        before = _started(out) if out else 0
+        in_work = out is not None and rng.random() > 0.2
+        target = before + rng.randint(1, 3)
         with tempfile.TemporaryFile() as log:
             proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=log)
             deadline = time.monotonic() + rng.uniform(*window)
-            while time.monotonic() < deadline and proc.poll() is None:
+            while proc.poll() is None:
+                if in_work and _started(out) >= target:
+                    time.sleep(rng.uniform(0, window[0]))
+                    break
+                if not in_work and time.monotonic() >= deadline:
+                    break
                 time.sleep(0.01)
             if proc.poll() is not None:  # it finished: nothing left to interrupt
                 log.seek(0)
@@ -90,13 +122,26 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 @pytest.mark.slow
 def test_sigkill_cli_with_tiny_model(tmp_path, tiny_model_dir):
     """The real `lusd batch` command on the tiny SD model (num_steps=2), killed >= 10 times."""
-    n = 12
+    n = 16
     manifest = write_manifest(tmp_path, n, extra={"num_steps": 2})
     out = tmp_path / "out"
-    cmd = [sys.executable, "-c", "from lusd.cli import main; main()", "batch", str(manifest),
-           "-o", str(out), "--model", str(tiny_model_dir), "--no-progress"]
-    kills = _kill_loop(cmd, 10, (2.0, 9.0), seed=2)
+    cmd = [
+        sys.executable,
+        "-c",
+        "from lusd.cli import main; main()",
+        "batch",
+        str(manifest),
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_model_dir),
+        "--no-progress",
+    ]
+    kills = _kill_loop(cmd, 10, (0.3, 3.0), seed=2, out=out)
     assert kills >= 10
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
     check_consistent(out, n)
+    with Journal(out / "journal.sqlite") as j:
+        interrupted = sum(e["event"] == "interrupted" for e in j.events())
+    assert interrupted >= 3, "the kills should have caught edits in progress"
