@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -129,6 +130,9 @@ def bench_shapes(
     name: str = typer.Option("shapes_edits", "--name", help="Result file stem."),
     model: str = typer.Option(None, "--model", "-m", help="Model folder (default: shapes model)."),
     docs: Path = typer.Option(None, "--docs", help="Also write the table into this markdown file."),
+    summarize_only: bool = typer.Option(
+        False, "--summarize-only", help="Only summarise what the journal holds; run nothing."
+    ),
 ) -> None:
     """Oracle-judged edit benchmark on the shapes world (resumes from its .jsonl journal)."""
     quiet_libraries()
@@ -144,9 +148,16 @@ def bench_shapes(
     with Progress(console=console) as progress:
         task = progress.add_task("editing", total=cases * len(names))
         payload = benchmark(
-            pipe, cases, names, out_dir, name=name, on_record=lambda r: progress.advance(task)
+            pipe,
+            cases,
+            names,
+            out_dir,
+            name=name,
+            on_record=lambda r: progress.advance(task),
+            run_missing=not summarize_only,
         )
     console.print(markdown_table(payload["summary"]))
     if docs is not None:
-        write_results_doc(docs, payload, out_dir / f"{name}.png")
+        chart = Path(os.path.relpath(out_dir / f"{name}.png", docs.parent))
+        write_results_doc(docs, payload, chart)
         console.print(f"table written to {docs}")

@@ -70,6 +70,7 @@ def run_case(pipe, case: EditCase, preset: str, index: int, overrides: dict | No
         "filter_retries": int(out.stats.get("filter_retries", 0)),
         "seconds": seconds,
         "focus": out.focus_words,
+        "config_hash": out.stats.get("config_hash"),
     }
     if preset.startswith("lusd") and out.stats["config"].get("use_mask", False):
         from lusd.config import EditConfig
@@ -84,18 +85,26 @@ def run_case(pipe, case: EditCase, preset: str, index: int, overrides: dict | No
 def run(
     pipe,
     cases: list[EditCase],
-    presets: Iterable[str],
+    presets: list[str],
     journal: Path | None = None,
     overrides: dict | None = None,
     on_record: Callable[[dict], None] | None = None,
+    run_missing: bool = True,
 ) -> list[dict]:
-    """All (case, preset) pairs; with a JSONL ``journal`` a killed run resumes where it stopped."""
+    """All (case, preset) pairs; with a JSONL ``journal`` a killed run resumes where it stopped.
+
+    ``run_missing=False`` only collects what the journal holds (summarise a stopped run).
+    """
     done: dict[tuple[str, str], dict] = {}
     if journal is not None and journal.exists():
         for line in journal.read_text().splitlines():
-            if line.strip():
+            try:
                 r = json.loads(line)
-                done[(r["case"], r["preset"])] = r
+            except json.JSONDecodeError:  # a line cut short by a kill: run that edit again
+                continue
+            done[(r["case"], r["preset"])] = r
+    hashes = {p: _config_hash(pipe, p, overrides) for p in presets}
+    done = {k: r for k, r in done.items() if r.get("config_hash") in (None, hashes.get(k[1]))}
     records = []
     # case-major order: a run stopped early still compares every preset on the same cases
     for i, case in enumerate(cases):
@@ -103,6 +112,8 @@ def run(
             key = (case.case_id, preset)
             if key in done:
                 records.append(done[key])
+                continue
+            if not run_missing:
                 continue
             rec = run_case(pipe, case, preset, i, overrides)
             records.append(rec)
@@ -112,6 +123,12 @@ def run(
             if on_record is not None:
                 on_record(rec)
     return records
+
+
+def _config_hash(pipe, preset: str, overrides: dict | None) -> str | None:
+    """Hash of the configuration ``preset`` runs with (journal records of another are stale)."""
+    resolve = getattr(pipe, "resolve_config", None)
+    return None if resolve is None else resolve(preset, None, dict(overrides or {})).digest()
 
 
 def _mean(values: list[float]) -> float:
@@ -208,14 +225,33 @@ def benchmark(
     seed: int = REPORT_SEED,
     name: str = "shapes_edits",
     on_record: Callable[[dict], None] | None = None,
+    run_missing: bool = True,
 ) -> dict:
-    """Run, summarise and write ``<name>.jsonl`` (journal), ``.json`` and ``.png``."""
+    """Run, summarise and write ``<name>.jsonl`` (journal), ``.json`` and ``.png``.
+
+    ``summary`` covers the cases every preset finished (the fair comparison);
+    ``summary_all`` every finished edit.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cases = make_cases(n_cases, seed)
-    records = run(pipe, cases, list(presets), out_dir / f"{name}.jsonl", on_record=on_record)
-    summary = summarize(records)
+    presets = list(presets)
+    records = run(
+        pipe,
+        cases,
+        presets,
+        out_dir / f"{name}.jsonl",
+        on_record=on_record,
+        run_missing=run_missing,
+    )
+    per_case: dict[str, set[str]] = {}
+    for r in records:
+        per_case.setdefault(r["case"], set()).add(r["preset"])
+    common = {c for c, ps in per_case.items() if ps >= set(presets)}
+    summary = summarize([r for r in records if r["case"] in common])
     payload = {
-        "n_cases": n_cases,
+        "n_cases": len(common),
+        "n_cases_planned": n_cases,
+        "summary_all": summarize(records),
         "seed": seed,
         "presets": list(summary),
         "configs": {p: _config_of(pipe, p) for p in summary},

@@ -15,15 +15,25 @@ def render_block(payload: dict, chart: Path | None = None) -> str:
     lusd_cfg = payload.get("configs", {}).get("lusd", {})
     keys = ("num_steps", "scale_high", "scale_low", "lambda_reg", "t_min", "t_max")
     cfg = ", ".join(f"{k}={lusd_cfg[k]}" for k in keys if k in lusd_cfg)
+    planned = payload.get("n_cases_planned", payload["n_cases"])
     lines = [
         START,
-        f"{payload['n_cases']} seeded cases (seed {payload['seed']}), raw model output "
-        "(no paste-back); each cell: success / background change.",
+        f"{payload['n_cases']} seeded cases (seed {payload['seed']}) that every preset finished"
+        f" (of {planned} planned), raw model output (no paste-back); each cell: success /"
+        " background change.",
         "",
         markdown_table(payload["summary"]),
         "",
         f"LUSD configuration of the shapes model: {cfg}.",
     ]
+    if "summary_all" in payload and payload["summary_all"] != payload["summary"]:
+        lines += [
+            "",
+            "Every finished edit (presets ran in parallel and stopped at the deadline,"
+            " so their case counts differ):",
+            "",
+            markdown_table(payload["summary_all"]),
+        ]
     if chart is not None:
         lines += ["", f"![success vs background change]({chart.as_posix()})"]
     lines.append(END)

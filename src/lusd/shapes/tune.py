@@ -19,13 +19,13 @@ from lusd.shapes.edits import make_cases
 log = logging.getLogger(__name__)
 
 #: Candidates: the paper's values, then the knobs that mattered on a similar tiny model
-#: (SHAPES_WORLD.md: lower s_high/s_low, higher lambda_reg); with 100 instead of 300
+#: (SHAPES_WORLD.md: lower s_high/s_low, higher lambda_reg); with 60 instead of 300
 #: iterations a larger step scale covers the same distance.
 CANDIDATES: list[dict] = [
     {"scale_high": 0.15, "scale_low": 0.01, "lambda_reg": 0.02},
-    {"scale_high": 0.03, "scale_low": 0.003, "lambda_reg": 0.1},
     {"scale_high": 0.05, "scale_low": 0.005, "lambda_reg": 0.1},
     {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.1},
+    {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.1},
     {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.2},
 ]
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lusd.shapes.tune", description=__doc__)
     p.add_argument("--model", default=None)
     p.add_argument("--cases", type=int, default=24)
-    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--steps", type=int, default=60)
     p.add_argument("--out", type=Path, default=Path("bench/results/shapes_tuning.json"))
     p.add_argument("--candidates", default=None, help="JSON list replacing CANDIDATES")
     args = p.parse_args(argv)

@@ -1,0 +1,71 @@
+"""`lusd generate`, `lusd demo` and `lusd bench shapes` through typer's runner (shipped model)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from lusd.cli import app
+
+runner = CliRunner()
+
+
+def test_generate_writes_a_64px_png_and_reports_the_oracle(tmp_path):
+    out = tmp_path / "g.png"
+    result = runner.invoke(app, ["generate", "a red circle", "-o", str(out), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (64, 64) and "oracle sees" in result.output
+
+
+def test_generate_rejects_a_bad_extension_in_one_line(tmp_path):
+    result = runner.invoke(app, ["generate", "a red circle", "-o", str(tmp_path / "g.gif")])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+
+
+def test_demo_smoke(tmp_path):
+    out = tmp_path / "demo.png"
+    result = runner.invoke(app, ["demo", "-o", str(out), "--steps", "3"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("oracle before") == 3 and result.output.count("oracle after") == 3
+    sheet = Image.open(out)
+    assert sheet.width == 3 * 256 + 4 * 8 and sheet.height > 3 * 256
+
+
+def test_bench_driver_on_the_shipped_model_few_steps(tmp_path):
+    from lusd.loading import load_pipeline
+    from lusd.shapes.bench import run, summarize
+    from lusd.shapes.edits import make_cases
+
+    pipe = load_pipeline(None, "cpu")
+    pipe.set_progress_bar_config(disable=True)
+    records = run(pipe, make_cases(2, 3), ["lusd", "dds"], overrides={"num_steps": 3})
+    summary = summarize(records)
+    assert summary["lusd"]["all"]["n"] == 2 and summary["dds"]["all"]["unet_calls"] >= 3
+    assert all(r["bg_change"] >= 0 for r in records)
+
+
+@pytest.mark.slow
+def test_bench_command_on_a_few_cases(tmp_path):
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "shapes",
+            "--cases",
+            "3",
+            "--presets",
+            "lusd,dds",
+            "--out",
+            str(tmp_path),
+            "--docs",
+            str(tmp_path / "results.md"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "shapes_edits.json").read_text())
+    assert payload["n_cases"] == 3 and set(payload["summary"]) == {"lusd", "dds"}
+    assert (tmp_path / "shapes_edits.png").exists()
+    assert "| lusd |" in (tmp_path / "results.md").read_text()

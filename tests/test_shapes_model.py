@@ -1,0 +1,121 @@
+"""The shipped shapes model: layout, size, loading through the SD path; the training script."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from lusd.shapes import SHAPES_MODEL_DIR
+
+TINY_ARCH = json.dumps(
+    {
+        "vae_channels": [8, 8, 16],
+        "vae_groups": 4,
+        "unet_channels": [8, 16, 16],
+        "unet_groups": 4,
+        "unet_heads": 2,
+        "text_hidden": 16,
+        "text_layers": 1,
+        "text_heads": 2,
+    }
+)
+
+
+def test_shipped_folder_layout_and_size():
+    names = {p.relative_to(SHAPES_MODEL_DIR).as_posix() for p in SHAPES_MODEL_DIR.rglob("*")}
+    for need in (
+        "model_index.json",
+        "lusd_config.json",
+        "scheduler/scheduler_config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+    ):
+        assert need in names, need
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".ckpt", ".pth"))]
+    size = sum(p.stat().st_size for p in SHAPES_MODEL_DIR.rglob("*") if p.is_file())
+    assert size < 30e6
+
+
+def test_loads_through_the_sd_path_with_its_own_config():
+    from lusd.config import EditConfig
+    from lusd.loading import load_pipeline
+
+    pipe = load_pipeline(None, "cpu")
+    values = json.loads((SHAPES_MODEL_DIR / "lusd_config.json").read_text())
+    cfg = pipe.default_config
+    assert isinstance(cfg, EditConfig)
+    assert all(getattr(cfg, k) == v for k, v in values.items() if not k.startswith("_"))
+    assert pipe.unet.dtype == torch.float32
+    # cross-attention at latent/2 and latent/4 (8x8 and 4x4 for the 16x16 latent)
+    assert pipe.unet.config.sample_size == 16 and pipe.vae.config.latent_channels == 4
+    kinds = pipe.unet.config.down_block_types
+    assert kinds[1].startswith("CrossAttn") and kinds[2].startswith("CrossAttn")
+
+
+def test_diffusers_loads_it_and_generates_64px():
+    from lusd.shapes.generate import generate, load_t2i
+
+    pipe = load_t2i()
+    images = generate(
+        pipe, ["a red circle", "a blue square on a black background"], [0, 1], steps=3
+    )
+    assert [im.size for im in images] == [(64, 64), (64, 64)]
+
+
+def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
+    from lusd.loading import load_pipeline
+    from lusd.shapes.train import main
+
+    work, out = tmp_path / "work", tmp_path / "model"
+    common = [
+        "--work",
+        str(work),
+        "--arch",
+        TINY_ARCH,
+        "--no-progress",
+        "--threads",
+        "1",
+        "--vae-batch",
+        "2",
+        "--unet-batch",
+        "4",
+        "--ckpt-minutes",
+        "0",
+    ]
+    assert main([*common, "--stages", "vae", "--vae-steps", "3"]) == 0
+    assert (work / "vae" / "DONE").read_text().strip() == "3"
+    assert main([*common, "--stages", "unet", "--unet-steps", "2"]) == 0
+    (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
+    assert main([*common, "--stages", "unet,export", "--unet-steps", "4", "--out", str(out)]) == 0
+    assert (work / "unet" / "DONE").read_text().strip() == "4"
+    log = (work / "unet" / "loss.csv").read_text().splitlines()
+    assert log[0].startswith("step,seconds,loss")
+    pipe = load_pipeline(str(out), "cpu")
+    assert (
+        pipe.default_config.num_steps
+        == json.loads((out / "lusd_config.json").read_text())["num_steps"]
+    )
+    assert abs(pipe.vae.config.scaling_factor - 0.18215) > 1e-6  # measured, not SD's
+
+
+def test_demo_cases_cover_add_colour_shape():
+    from lusd.shapes.demo import demo_cases
+
+    assert [c.kind for c in demo_cases()] == ["add", "color", "shape"]
+
+
+@pytest.mark.parametrize("n", [4])
+def test_eval_prompts_are_seeded(n):
+    from lusd.shapes.evaluate import eval_prompts, judge
+    from lusd.shapes.world import Obj, Scene, render
+
+    assert eval_prompts(n, 1) == eval_prompts(n, 1)
+    img = render(Scene("black", (Obj("green", "square", "small", 4),)))
+    assert judge(img, "a green square on a black background").ok
+    assert not judge(img, "a green square on a white background").ok
+    assert judge(img, "a green square on a white background").objects_ok
