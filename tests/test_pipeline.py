@@ -192,3 +192,25 @@ def test_one_call_edit_api(tiny_model_dir):
     image = np.zeros((32, 32, 3), dtype=np.uint8)
     out = lusd.edit(image, "a cat", "a cat wearing a hat", model=str(tiny_model_dir), num_steps=2)
     assert out.images[0].size == (32, 32) and out.focus_words == ["hat"]
+
+
+def test_an_explicit_config_starts_every_preset(tiny_pipe):
+    mine = EditConfig(t_min=100, mask_threshold=0.5)
+    dds = tiny_pipe.resolve_config("dds", mine, {})
+    assert dds.method == "dds" and dds.t_min == 100 and dds.mask_threshold == 0.5
+    assert dds.lambda_reg == 0.0 and dds.guidance_scale == 7.5
+    assert tiny_pipe.resolve_config("lusd", mine, {"num_steps": 5}).t_min == 100
+
+
+def test_model_config_file_errors(tmp_path):
+    from lusd.config import read_model_config
+
+    assert read_model_config(tmp_path) == EditConfig()
+    (tmp_path / "lusd_config.json").write_text('{"_note": "tuned", "lambda_reg": 0.1}')
+    assert read_model_config(tmp_path).lambda_reg == 0.1
+    (tmp_path / "lusd_config.json").write_text('{"lambda_regg": 0.1}')
+    with pytest.raises(ConfigError, match="unknown EditConfig"):
+        read_model_config(tmp_path)
+    (tmp_path / "lusd_config.json").write_text("{oops")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        read_model_config(tmp_path)

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any, Literal
 
 from lusd.errors import ConfigError
@@ -90,6 +91,27 @@ class EditConfig:
         return cls().replace(**values)
 
 
+#: A model folder may carry this file with its own EditConfig defaults.
+MODEL_CONFIG_FILE = "lusd_config.json"
+
+
+def read_model_config(folder: str | Path) -> EditConfig:
+    """The EditConfig defaults of a model folder (``lusd_config.json``), else the paper's.
+
+    Keys starting with ``_`` are comments; an unknown key or invalid JSON is a ConfigError.
+    """
+    path = Path(folder) / MODEL_CONFIG_FILE
+    if not path.is_file():
+        return EditConfig()
+    try:
+        values = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a JSON object of EditConfig fields")
+    return EditConfig.from_dict({k: v for k, v in values.items() if not k.startswith("_")})
+
+
 def field_names() -> set[str]:
     return {f.name for f in fields(EditConfig)}
 
@@ -136,14 +158,20 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset_config(
-    preset: str = "lusd", base: EditConfig | None = None, **overrides: Any
+    preset: str = "lusd",
+    base: EditConfig | None = None,
+    *,
+    keep_base: bool = False,
+    **overrides: Any,
 ) -> EditConfig:
-    """Build the config of ``preset`` on top of ``base`` (model defaults), then ``overrides``.
+    """Build the config of ``preset`` on top of ``base``, then ``overrides``.
 
-    A model's own defaults (``lusd_config.json``) apply to the LUSD presets only:
-    the baselines always run as their authors defined them.
+    ``base`` is normally a model's own defaults (``lusd_config.json``), which apply to
+    the LUSD presets only: the baselines run as their authors defined them.
+    ``keep_base`` makes ``base`` (a caller's own config) the start of every preset.
     """
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    start = base if base is not None and preset.startswith("lusd") else EditConfig()
+    use_base = base is not None and (keep_base or preset.startswith("lusd"))
+    start = base if use_base else EditConfig()
     return start.replace(**PRESETS[preset]).replace(**overrides)

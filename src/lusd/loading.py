@@ -163,7 +163,8 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
 
     from diffusers import StableDiffusionPipeline
 
-    from lusd.pipeline import LUSDPipeline, read_model_config
+    from lusd.config import read_model_config
+    from lusd.pipeline import LUSDPipeline
 
     if not path.is_file():
         raise ModelLoadError(f"checkpoint not found: {path}")

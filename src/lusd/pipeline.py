@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,14 +15,11 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
 from lusd.attention import AttentionStore, choose_mask_layers, install_capture, refined_map
-from lusd.config import EditConfig, preset_config
+from lusd.config import EditConfig, preset_config, read_model_config
 from lusd.distill import Conditioning, Distiller
 from lusd.errors import ConfigError, PromptError
 from lusd.focus import resolve_focus
 from lusd.images import DEFAULT_MAX_PIXELS, fit_size, load_image, paste_back, soft_mask
-
-#: A model folder may carry this file with its own EditConfig defaults.
-MODEL_CONFIG_FILE = "lusd_config.json"
 
 
 @dataclass
@@ -41,18 +37,6 @@ class EditOutput(BaseOutput):
     focus_words: list[str]
     focus_indices: list[int]
     stats: dict[str, Any]
-
-
-def read_model_config(folder: str | Path) -> EditConfig:
-    """The EditConfig defaults of a model folder (``lusd_config.json``), else the paper's."""
-    path = Path(folder) / MODEL_CONFIG_FILE
-    if not path.is_file():
-        return EditConfig()
-    try:
-        values = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: not valid JSON ({error})") from None
-    return EditConfig.from_dict({k: v for k, v in values.items() if not k.startswith("_")})
 
 
 class LUSDPipeline(DiffusionPipeline):
@@ -101,8 +85,10 @@ class LUSDPipeline(DiffusionPipeline):
         return fit_size(*size, config.resolution or self.native_size, self.size_multiple)
 
     def resolve_config(self, preset: str, config: EditConfig | None, overrides: dict) -> EditConfig:
-        base = config if config is not None else self.default_config
-        return preset_config(preset, base, **overrides)
+        """The caller's ``config`` starts every preset; the model's defaults only LUSD's."""
+        if config is not None:
+            return preset_config(preset, config, keep_base=True, **overrides)
+        return preset_config(preset, self.default_config, **overrides)
 
     def check_inputs(self, source_prompt: str, target_prompt: str) -> None:
         if not isinstance(target_prompt, str) or not target_prompt.strip():

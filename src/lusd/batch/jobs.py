@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lusd.batch.manifest import ManifestRow, RowError
-from lusd.config import EditConfig, preset_config
+from lusd.config import EditConfig, preset_config, read_model_config
 from lusd.errors import LUSDError
 
 log = logging.getLogger(__name__)
@@ -39,24 +39,7 @@ def model_default_config(model: str | None) -> EditConfig:
     (a hub id, a single file) gets the paper's values, as the pipeline does.
     """
     folder = _model_folder(model)
-    cfg_file = folder / "lusd_config.json" if folder is not None else None
-    if cfg_file is None or not cfg_file.is_file():
-        return EditConfig()
-    try:
-        values = json.loads(cfg_file.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        log.warning("ignoring unreadable %s: %s", cfg_file, exc)
-        return EditConfig()
-    return EditConfig.from_dict(_config_values(values))
-
-
-def _config_values(values: Any) -> dict[str, Any]:
-    if isinstance(values, dict) and isinstance(values.get("config"), dict):
-        values = values["config"]
-    if not isinstance(values, dict):
-        return {}
-    known = set(EditConfig().to_dict())
-    return {k: v for k, v in values.items() if k in known}
+    return EditConfig() if folder is None else read_model_config(folder)
 
 
 def _model_folder(model: str | None) -> Path | None:
