@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+# Before torch is imported: idle OpenMP threads sleep (see lusd/cli.py), so tests that
+# run servers, Ray workers and subprocesses side by side do not starve each other.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
