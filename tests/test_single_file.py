@@ -191,3 +191,33 @@ def test_cli_edit_with_model_config(checkpoint, config_dir, tmp_path):
     lines = [line for line in refused.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:") and "--model-config" in lines[0]
     assert not (tmp_path / "never.png").exists()
+
+
+def test_cli_batch_with_model_config(checkpoint, config_dir, tmp_path):
+    import sqlite3
+
+    (config_dir / "lusd_config.json").write_text(json.dumps({"num_steps": 2}))
+    try:
+        photo = tmp_path / "photo.png"
+        Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(photo)
+        manifest = tmp_path / "m.csv"
+        manifest.write_text(f"image,source_prompt,target_prompt\n{photo.name},{SOURCE},{TARGET}\n")
+        out = tmp_path / "out"
+        args = [
+            "batch",
+            str(manifest),
+            "-o",
+            str(out),
+            "--model",
+            str(checkpoint),
+            "--model-config",
+            str(config_dir),
+            "--no-progress",
+        ]
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output + result.stderr
+        with sqlite3.connect(out / "journal.sqlite") as db:
+            state, iterations = db.execute("select state, iterations from jobs").fetchone()
+        assert state == "done" and iterations == 2  # the config folder's defaults applied
+    finally:
+        (config_dir / "lusd_config.json").unlink()

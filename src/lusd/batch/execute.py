@@ -140,9 +140,12 @@ class PipelineEditorFactory:
     dtype: str | None = None
     allow_pickle: bool = False
     threads: int | None = None
+    model_config: str | None = None
 
     def __call__(self) -> Editor:
-        return PipelineEditor(self.model, self.device, self.dtype, self.allow_pickle, self.threads)
+        return PipelineEditor(
+            self.model, self.device, self.dtype, self.allow_pickle, self.threads, self.model_config
+        )
 
 
 class PipelineEditor:
@@ -155,6 +158,7 @@ class PipelineEditor:
         dtype: str | None = None,
         allow_pickle: bool = False,
         threads: int | None = None,
+        model_config: str | None = None,
     ) -> None:
         import torch
 
@@ -162,7 +166,9 @@ class PipelineEditor:
 
         if threads:
             torch.set_num_threads(threads)
-        self.pipe = load_pipeline(model, device=device, dtype=dtype, allow_pickle=allow_pickle)
+        self.pipe = load_pipeline(
+            model, device, dtype, allow_pickle, single_file_config=model_config
+        )
         self.pipe.set_progress_bar_config(disable=True)
 
     def __call__(self, image: Image.Image, job: JobSpec) -> EditResult:

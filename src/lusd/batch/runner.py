@@ -62,6 +62,7 @@ class BatchOptions:
     dtype: str | None = None
     allow_pickle: bool = False
     threads: int | None = None
+    model_config: str | None = None  # diffusers config folder for a single-file checkpoint
     oracle: bool | None = None  # None: on when the model is the shipped shapes model
 
 
@@ -199,7 +200,7 @@ def _outputs_intact(outdir: Path, row: Any) -> bool:
 def prepare(opts: BatchOptions) -> tuple[list[JobSpec], list[RowError]]:
     """Read and validate the manifest; every bad row is returned, none raised (unless strict)."""
     manifest = read_manifest(opts.manifest, default_seed=opts.seed, default_preset=opts.preset)
-    base = model_default_config(opts.model)
+    base = model_default_config(opts.model_config or opts.model)
     jobs, cfg_errors = build_jobs(manifest.rows, base, model_key(opts.model), opts.overrides)
     bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
     if bad and opts.strict:
@@ -224,7 +225,7 @@ def run_batch(
     jobs, bad = prepare(opts)
     manifest_sha = read_manifest_sha(opts.manifest)
     factory = editor_factory or PipelineEditorFactory(
-        opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads
+        opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads, opts.model_config
     )
     with run_lock(opts.outdir):
         journal = open_journal(opts.outdir, opts.manifest, manifest_sha)

@@ -43,6 +43,9 @@ def batch(
         help="Judge with the shapes oracle (default: on for the shapes model).",
     ),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
+    model_config: str = typer.Option(
+        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
 ) -> None:
     """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped."""
@@ -69,6 +72,7 @@ def batch(
         dtype=dtype,
         allow_pickle=allow_pickle,
         threads=threads,
+        model_config=model_config,
         oracle=oracle,
     )
     if backend == "local" and workers > 1:

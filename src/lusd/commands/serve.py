@@ -47,6 +47,9 @@ def serve(
         16_000_000, "--max-pixels", min=1, help="Pixel limit of a picture."
     ),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
+    model_config: str = typer.Option(
+        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
+    ),
 ) -> None:
     """Start the web app: upload a picture, describe the change, press Edit."""
     quiet_libraries()
@@ -56,7 +59,7 @@ def serve(
     from lusd.shapes import EXAMPLES_DIR
 
     with console.status("loading model..."):
-        pipe = load_pipeline(model, device, dtype, allow_pickle)
+        pipe = load_pipeline(model, device, dtype, allow_pickle, model_config)
     pipe.set_progress_bar_config(disable=True)
     settings = AppSettings(
         max_file_size=max_file_size,
