@@ -54,8 +54,7 @@ def run_case(pipe, case: EditCase, preset: str, index: int, overrides: dict | No
         case.target_prompt,
         preset=preset,
         generator=gen,
-        paste_back=False,
-        **(overrides or {}),
+        **_raw(overrides),
     )
     seconds = time.perf_counter() - started
     raw = out.images[0]
@@ -104,7 +103,13 @@ def run(
                 continue
             done[(r["case"], r["preset"])] = r
     hashes = {p: _config_hash(pipe, p, overrides) for p in presets}
-    done = {k: r for k, r in done.items() if r.get("config_hash") in (None, hashes.get(k[1]))}
+    # a record of another configuration is stale; with no pipeline (summarising only)
+    # the current hash is unknown and every record counts
+    done = {
+        k: r
+        for k, r in done.items()
+        if hashes.get(k[1]) is None or r.get("config_hash") in (None, hashes[k[1]])
+    }
     records = []
     # case-major order: a run stopped early still compares every preset on the same cases
     for i, case in enumerate(cases):
@@ -128,7 +133,12 @@ def run(
 def _config_hash(pipe, preset: str, overrides: dict | None) -> str | None:
     """Hash of the configuration ``preset`` runs with (journal records of another are stale)."""
     resolve = getattr(pipe, "resolve_config", None)
-    return None if resolve is None else resolve(preset, None, dict(overrides or {})).digest()
+    return None if resolve is None else resolve(preset, None, _raw(overrides)).digest()
+
+
+def _raw(overrides: dict | None) -> dict:
+    """The benchmark's overrides: methods are compared on the raw decoded output."""
+    return {"paste_back": False, **(overrides or {})}
 
 
 def _mean(values: list[float]) -> float:
