@@ -10,14 +10,12 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image
 from test_app_support import served, shapes_picture
 
 from lusd.app_edit import AppSettings
-
-gradio_client = pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
 
 TARGET = "a red circle and a blue square"
 

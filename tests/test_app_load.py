@@ -8,13 +8,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from gradio_client import Client, handle_file
+from gradio_client.utils import QueueError
 from test_app_support import ARTIFACTS, served, shapes_picture
 
 from lusd.app_edit import AppSettings
-
-pytest.importorskip("gradio_client")
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.utils import QueueError  # noqa: E402
 
 USERS = 30
 MAX_QUEUE = 4

@@ -6,12 +6,12 @@ import os
 from pathlib import Path
 
 import pytest
+import ray
 from test_batch_fakes import FakeFactory, write_manifest
 
 from lusd.batch import BatchOptions, PipelineEditorFactory, run_batch
 from lusd.batch.journal import Journal
 
-ray = pytest.importorskip("ray")
 TESTS = Path(__file__).parent
 
 

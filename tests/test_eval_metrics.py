@@ -62,8 +62,8 @@ def test_success_curve_points():
 
 
 def test_oracle_metrics_on_rendered_scenes():
-    world = pytest.importorskip("lusd.shapes.world")
     from lusd.eval.oracle import oracle_metrics
+    from lusd.shapes import world
 
     red = world.Obj("red", "circle", "large", 0)
     blue = world.Obj("blue", "square", "large", 8)

@@ -6,16 +6,14 @@ import io
 import json
 import re
 import shutil
-from pathlib import Path
 
 import pytest
 from PIL import Image
+from test_app_support import CHROMIUM, CHROMIUM_ARGS
 from test_batch_fakes import FakeFactory, write_manifest
 
 from lusd.batch import BatchOptions, run_batch
 from lusd.batch.report import write_report
-
-CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
@@ -54,24 +52,16 @@ def test_report_can_link_images_instead(batch_dir, tmp_path):
 
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(batch_dir, tmp_path):
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed")
+    from playwright import sync_api
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
     path = write_report(batch_dir)
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
+    args = ["--headless", *CHROMIUM_ARGS]
     errors: list[str] = []
     profile = tmp_path / "profile"
     with sync_api.sync_playwright() as p:
         ctx = p.chromium.launch_persistent_context(
-            str(profile), executable_path=CHROMIUM, headless=True, args=args
+            str(profile), executable_path=str(CHROMIUM), headless=True, args=args
         )
         try:
             page = ctx.new_page()
