@@ -147,6 +147,17 @@ def paste_back(original: Image.Image, edited: Image.Image, weights: np.ndarray) 
     return Image.fromarray(result)
 
 
+def output_format(path: str | os.PathLike) -> str:
+    """Pillow format for an output path; ImageInputError for an unsupported extension."""
+    target = Path(path)
+    fmt = _SAVE_FORMATS.get(target.suffix.lower())
+    if fmt is None:
+        raise ImageInputError(
+            f"{target}: unsupported output extension; use {', '.join(sorted(_SAVE_FORMATS))}"
+        )
+    return fmt
+
+
 def save_image(
     image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None
 ) -> Path:
@@ -155,11 +166,7 @@ def save_image(
     PNG: one text chunk per key. JPEG/WebP: JSON in the EXIF ImageDescription.
     """
     target = Path(path)
-    fmt = _SAVE_FORMATS.get(target.suffix.lower())
-    if fmt is None:
-        raise ImageInputError(
-            f"{target}: unsupported output extension; use {', '.join(sorted(_SAVE_FORMATS))}"
-        )
+    fmt = output_format(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     texts = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     options: dict[str, Any] = {}

@@ -55,12 +55,12 @@ def edit(
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
 ) -> None:
     """Edit IMAGE so that it shows --target, changing only what the edit concerns."""
-    from lusd.images import load_image, save_image
+    from lusd.images import load_image, output_format, save_image
 
     output = output or default_output(image)
     for path in (output, save_mask):
-        if path is not None and path.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-            raise ImageInputError(f"{path}: unsupported output extension; use .png, .jpg or .webp")
+        if path is not None:
+            output_format(path)
     if output.resolve() == image.resolve():
         raise ImageInputError(f"{output}: refusing to overwrite the input image")
     overrides = parse_overrides(settings)

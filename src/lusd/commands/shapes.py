@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 
 from lusd.commands.common import cli_errors, console, quiet_libraries
-from lusd.errors import ImageInputError
 
 bench_app = typer.Typer(
     name="bench", help="Benchmarks with measured, oracle-judged results.", no_args_is_help=True
@@ -68,8 +67,9 @@ def generate(
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Plain text-to-image (DDIM, classifier-free guidance): the shapes model or an SD folder."""
-    if output.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise ImageInputError(f"{output}: unsupported output extension; use .png, .jpg or .webp")
+    from lusd.images import output_format
+
+    output_format(output)
     quiet_libraries()
     from lusd.images import save_image
     from lusd.shapes.generate import generate as run_generate
