@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 import ray
+import torch
+from PIL import Image
 from test_batch_fakes import FakeFactory, write_manifest
 
 from lusd.batch import BatchOptions, PipelineEditorFactory, run_batch
@@ -64,6 +67,11 @@ def test_ray_failures_are_recorded_per_row(local_ray, tmp_path):
     assert (s.done, s.failed) == (2, 1)
 
 
+def _outputs(outdir: Path) -> dict[str, np.ndarray]:
+    with Journal(outdir / "journal.sqlite") as j:
+        return {r["id"]: np.asarray(Image.open(outdir / r["output"])) for r in j.jobs()}
+
+
 def test_ray_with_tiny_model_pipeline(local_ray, tmp_path, tiny_model_dir):
     manifest = write_manifest(tmp_path, 4, extra={"num_steps": 2})
     out = tmp_path / "out"
@@ -74,12 +82,21 @@ def test_ray_with_tiny_model_pipeline(local_ray, tmp_path, tiny_model_dir):
     assert (s.done, s.failed) == (4, 0)
     with Journal(out / "journal.sqlite") as j:
         assert all(r["unet_calls"] == 2 for r in j.jobs())
-        on_ray = {r["id"]: r["output_sha256"] for r in j.jobs()}
-    # the same manifest run locally gives bit-identical outputs (seeded, CPU)
-    local = BatchOptions(manifest, tmp_path / "local", model=str(tiny_model_dir), device="cpu")
-    assert run_batch(local).done == 4
-    with Journal(tmp_path / "local" / "journal.sqlite") as j:
-        assert {r["id"]: r["output_sha256"] for r in j.jobs()} == on_ray
+    # The same manifest run locally gives the same seeded outputs. Not asserted bit-identical:
+    # another process may pick other CPU kernels, and float sums then differ in the last bits.
+    threads = torch.get_num_threads()
+    try:
+        local = BatchOptions(
+            manifest, tmp_path / "local", model=str(tiny_model_dir), device="cpu", threads=1
+        )
+        assert run_batch(local).done == 4
+    finally:
+        torch.set_num_threads(threads)
+    on_ray, here = _outputs(out), _outputs(tmp_path / "local")
+    assert on_ray.keys() == here.keys()
+    for job_id, image in on_ray.items():
+        difference = np.abs(image.astype(int) - here[job_id].astype(int))
+        assert difference.max() <= 2, job_id
 
 
 def test_ray_model_load_failure_is_one_clear_error(local_ray, tmp_path):

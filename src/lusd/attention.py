@@ -143,7 +143,8 @@ class CrossCaptureProcessor(_CaptureProcessor):
     """Keeps the head-averaged probabilities of the focus columns, averaged over those tokens."""
 
     def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
-        scores = torch.einsum("hqd,hkd->hqk", query.float(), key.float()) * scale
+        precise = torch.promote_types(query.dtype, torch.float32)  # fp16/bf16 scores overflow
+        scores = torch.einsum("hqd,hkd->hqk", query.to(precise), key.to(precise)) * scale
         probs = scores.softmax(dim=-1).mean(dim=0)  # (hw, tokens)
         focus = self.store.focus.to(probs.device)
         self.store.cross_maps.append(probs[:, focus].mean(dim=-1))
@@ -189,7 +190,7 @@ def refined_map(
     for query, key, scale in store.self_queries_keys:
         values = column.to(query.dtype).reshape(1, -1, 1).expand(query.shape[0], -1, 1)
         out = F.scaled_dot_product_attention(query, key, values, scale=scale)
-        refined += out.float().mean(dim=0)[:, 0]
+        refined += out.to(refined.dtype).mean(dim=0)[:, 0]
     refined /= len(store.self_queries_keys)
     full = _resize(refined, self_hw, latent_hw)
     low, high = full.min(), full.max()
