@@ -38,8 +38,12 @@ class FakeEditor:
         ImageDraw.Draw(out).rectangle(box, fill=colour)
         mask = Image.new("L", image.size, 0)
         ImageDraw.Draw(mask).rectangle(box, fill=255)
-        stats = {"unet_calls": job.config.num_steps, "iterations": job.config.num_steps,
-                 "filter_retries": 0, "config_hash": job.config.digest()}
+        stats = {
+            "unet_calls": job.config.num_steps,
+            "iterations": job.config.num_steps,
+            "filter_retries": 0,
+            "config_hash": job.config.digest(),
+        }
         return EditResult(out, mask, stats)
 
 
@@ -75,8 +79,13 @@ def write_manifest(folder: Path, n: int, *, extra: dict | None = None, fmt: str 
     """``n`` rows with images in folder/images, relative paths, seed = row index."""
     write_images(folder / "images", n)
     rows = [
-        {"image": f"images/img{i:03d}.png", "source_prompt": "a red square",
-         "target_prompt": f"a red square and a blue circle {i}", "seed": i, **(extra or {})}
+        {
+            "image": f"images/img{i:03d}.png",
+            "source_prompt": "a red square",
+            "target_prompt": f"a red square and a blue circle {i}",
+            "seed": i,
+            **(extra or {}),
+        }
         for i in range(n)
     ]
     if fmt == "jsonl":
@@ -98,8 +107,9 @@ def _main(argv: list[str]) -> None:
 
     manifest, outdir = Path(argv[0]), Path(argv[1])
     delay = float(argv[2]) if len(argv) > 2 else 0.05
-    summary = run_batch(BatchOptions(manifest, outdir, model="fake", oracle=False),
-                        FakeFactory(delay))
+    summary = run_batch(
+        BatchOptions(manifest, outdir, model="fake", oracle=False), FakeFactory(delay)
+    )
     print(json.dumps({"done": summary.done, "failed": summary.failed}))
 
 

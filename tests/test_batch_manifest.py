@@ -32,8 +32,14 @@ def test_reference_index_csv_loads_as_is(tmp_path):
 def test_every_bad_row_reported_with_its_line(tmp_path):
     write_images(tmp_path, 3)
     lines = [
-        {"image": "img000.png", "target_prompt": "a blue circle", "focus": "blue; circle",
-         "seed": 7, "num_steps": 5, "use_mask": "false"},
+        {
+            "image": "img000.png",
+            "target_prompt": "a blue circle",
+            "focus": "blue; circle",
+            "seed": 7,
+            "num_steps": 5,
+            "use_mask": "false",
+        },
         {"image": "missing.png", "target_prompt": "x"},
         {"image": "img001.png", "target_prompt": "   "},
         {"image": "img002.png", "target_prompt": "ok", "seed": "abc"},

@@ -20,13 +20,23 @@ def tiny_clip_dir(tmp_path_factory):
     torch.manual_seed(0)
     config = CLIPConfig(
         text_config=dict(
-            vocab_size=49408, hidden_size=16, intermediate_size=32, num_hidden_layers=2,
-            num_attention_heads=2, max_position_embeddings=77, bos_token_id=49406,
-            eos_token_id=49407, pad_token_id=49407,
+            vocab_size=49408,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=77,
+            bos_token_id=49406,
+            eos_token_id=49407,
+            pad_token_id=49407,
         ),
         vision_config=dict(
-            image_size=32, patch_size=8, hidden_size=16, intermediate_size=32,
-            num_hidden_layers=2, num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
         ),
         projection_dim=8,
     )
@@ -54,7 +64,8 @@ def test_clip_scores_match_clipmodel_forward(tiny_clip_dir):
     tok = scorer.tokenizer(["a red circle"], return_tensors="pt")
     with torch.inference_mode():
         out = scorer.model(
-            input_ids=tok["input_ids"], attention_mask=tok["attention_mask"],
+            input_ids=tok["input_ids"],
+            attention_mask=tok["attention_mask"],
             pixel_values=scorer.pixel_values([src, edited]),
         )
         cos = (out.logits_per_image[:, 0] / scorer.model.logit_scale.exp()).numpy()

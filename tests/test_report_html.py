@@ -53,6 +53,7 @@ def test_report_can_link_images_instead(batch_dir, tmp_path):
 @pytest.mark.browser
 def test_report_renders_in_headless_chromium(batch_dir, tmp_path):
     from playwright import sync_api
+
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: install it with `apt-get install -y chromium`")
     path = write_report(batch_dir)

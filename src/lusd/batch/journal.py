@@ -269,4 +269,3 @@ class _Transaction:
 
 def _int(value: Any) -> int | None:
     return None if value is None else int(value)
-
