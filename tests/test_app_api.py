@@ -119,6 +119,28 @@ def test_progress_reports_steps_and_time_left(client, picture):
     assert any(d.startswith("Editing, about") and d.endswith("s left") for d in descriptions)
 
 
+def test_stop_ends_the_running_edit_and_changes_nothing(server, picture):
+    own = Client(server[0], verbose=False)  # a session of its own: Stop acts per session
+    assert own.predict(api_name="/stop") == "Nothing is running."
+    job = own.submit(
+        handle_file(str(picture)), "", "a blue square slowly", "", 3, 0, False, api_name="/edit"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if any(unit.unit == "steps" for unit in job.status().progress_data or []):
+            break
+        time.sleep(0.05)
+    results = sorted((server[1] / "results").rglob("*"))
+    started = time.monotonic()
+    assert own.predict(api_name="/stop") == "Stopping…"
+    _, _, status, _, _ = job.result(timeout=60)
+    assert time.monotonic() - started < 0.3 * 6, "stopped before the 6 slow steps ran out"
+    assert status.startswith("Stopped after") and "of 6 steps" in status
+    assert sorted((server[1] / "results").rglob("*")) == results, "nothing was saved"
+    # the session edits normally afterwards
+    assert _edit(own, picture)[2].startswith("Done")
+
+
 def test_focus_words_endpoint(client):
     assert client.predict("a cat", "a cat wearing a party hat", api_name="/focus_words") == (
         "party, hat"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -67,6 +68,40 @@ def _plain_upload_errors(component: gr.Image) -> gr.Image:
 
     component.preprocess = preprocess  # type: ignore[method-assign]
     return component
+
+
+class _Stopped(Exception):
+    """Raised from the progress callback when the user pressed Stop."""
+
+
+class StopRequests:
+    """Which sessions have an edit running, and which of those were asked to stop."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[str | None] = set()
+        self._stopping: set[str | None] = set()
+
+    def begin(self, session: str | None) -> None:
+        with self._lock:
+            self._running.add(session)
+            self._stopping.discard(session)
+
+    def end(self, session: str | None) -> None:
+        with self._lock:
+            self._running.discard(session)
+            self._stopping.discard(session)
+
+    def request(self, session: str | None) -> bool:
+        """Ask the session's running edit to stop; False if it has none."""
+        with self._lock:
+            if session not in self._running:
+                return False
+            self._stopping.add(session)
+            return True
+
+    def requested(self, session: str | None) -> bool:
+        return session in self._stopping
 
 
 def _view(record: EditRecord, show_mask: bool) -> tuple[str, str]:
@@ -132,6 +167,7 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
             with gr.Row():
                 ui.run = gr.Button("Edit", variant="primary", elem_id="lusd-edit")
                 ui.again = gr.Button("Try again (new seed)", elem_id="lusd-again")
+                ui.stop = gr.Button("Stop", variant="stop", elem_id="lusd-stop")
         with gr.Column():
             ui.compare = gr.ImageSlider(
                 label="Before / after (drag the handle)",
@@ -184,31 +220,74 @@ def build_app(
     examples = list_examples(settings.examples_dir)
     editor.focus_preview("a circle", "a square")  # load the tagger now, not on first keystroke
 
-    def edit(image, source, target, focus, strength, seed, show_mask, history, progress=_PROGRESS):
+    stops = StopRequests()
+
+    def edit(
+        image,
+        source,
+        target,
+        focus,
+        strength,
+        seed,
+        show_mask,
+        history,
+        request: gr.Request,
+        progress=_PROGRESS,
+    ):
         started = time.perf_counter()
+        session = request.session_hash if request else None
+        steps_done = [0, 0]
 
         def report(step: int, total: int) -> None:
+            steps_done[:] = step, total
+            if stops.requested(session):
+                raise _Stopped
             left = (time.perf_counter() - started) / max(step, 1) * (total - step)
             progress((step, total), desc=f"Editing, about {left:.0f} s left", unit="steps")
 
         progress(0, desc="Starting")
         try:
+            stops.begin(session)
             strength = int(strength if strength is not None else DEFAULT_STRENGTH)
             record = editor.run(image, source, target, focus, strength, int(seed or 0), report)
+        except _Stopped:
+            done, total = steps_done
+            status = f"Stopped after {done} of {total} steps; the picture was not changed."
+            if not done:
+                status = "Stopped before the first step; the picture was not changed."
+            return (gr.skip(),) * 2 + (status,) + (gr.skip(),) * 4
         except LUSDError as error:
             message = plain_message(error)
             raise gr.Error(message, title="Cannot edit", print_exception=False) from None
         except Exception:
             log.exception("edit failed")
             raise gr.Error(UNEXPECTED, print_exception=False) from None
+        finally:
+            stops.end(session)
         history = (list(history or []) + [record])[-settings.history_size :]
         gallery = _gallery(history)
         view = _view(record, show_mask)
         return view, record.result_path, record.summary(), history, gallery, record, record.seed
 
-    def try_again(image, source, target, focus, strength, show_mask, history, progress=_PROGRESS):
+    def try_again(
+        image,
+        source,
+        target,
+        focus,
+        strength,
+        show_mask,
+        history,
+        request: gr.Request,
+        progress=_PROGRESS,
+    ):
         seed = new_seed()
-        return edit(image, source, target, focus, strength, seed, show_mask, history, progress)
+        args = (image, source, target, focus, strength, seed, show_mask, history)
+        return edit(*args, request, progress)
+
+    def stop(request: gr.Request) -> str:
+        if stops.request(request.session_hash if request else None):
+            return "Stopping…"
+        return "Nothing is running."
 
     def toggle_mask(show_mask: bool, current: EditRecord | None):
         return _view(current, show_mask) if current else gr.skip()
@@ -246,6 +325,7 @@ def build_app(
             [ui.compare, ui.download, ui.status, ui.current],
             **instant,
         )
+        ui.stop.click(stop, None, ui.status, api_name="stop", queue=False, show_progress="hidden")
         ui.further.click(reuse, ui.current, [ui.image, ui.source, ui.status], **instant)
         gr.api(editor.focus_preview, api_name="focus_words")
     demo.queue(max_size=settings.max_queue, default_concurrency_limit=settings.concurrency)

@@ -31,8 +31,8 @@ def train_shapes(
     out: Path = typer.Option(Path("shapes-model"), "--out", "-o", help="Model folder to write."),
     seed: int = typer.Option(0, "--seed"),
     stages: str = typer.Option("vae,unet,export", "--stages", help="Any of vae,unet,export."),
-    vae_minutes: float = typer.Option(22.0, "--vae-minutes"),
-    unet_minutes: float = typer.Option(60.0, "--unet-minutes"),
+    vae_minutes: float = typer.Option(24.0, "--vae-minutes"),
+    unet_minutes: float = typer.Option(62.0, "--unet-minutes"),
     arch: str = typer.Option('{"vae_channels": [32, 32, 64]}', "--arch", help="JSON overrides."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores)."""
