@@ -39,6 +39,24 @@ def test_spec_examples(tokenizer, source, target, words):
     assert tokens_at(tokenizer, target, positions) == [w + "</w>" for w in words]
 
 
+@pytest.mark.parametrize(
+    ("source", "target", "words"),
+    [
+        # the authors' rule ran on from "left" (tagged as a verb) to "background"
+        (
+            "a red circle on a white background",
+            "a red circle and a blue square on the left on a white background",
+            ["square"],
+        ),
+        ("a red circle", "a red circle and a blue square at the top", ["square"]),
+        ("a circle on the left", "a circle on the right", []),  # a move adds no object
+        ("a circle at the top", "a circle at the very top", []),
+    ],
+)
+def test_places_end_a_span_and_are_never_focus_words(source, target, words):
+    assert focus_words(source, target) == words
+
+
 def test_positions_count_sub_tokens(tokenizer):
     # "quokka" is three BPE pieces (qu, ok, ka): its position is the last piece, and the
     # words after it are shifted by the extra pieces

@@ -15,6 +15,10 @@ _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 _NOUN_TAGS = ("NN", "NNS")
 # Articles/determiners and prepositions: a span ending on one of these is not extended.
 _STOP_TAGS = ("DT", "IN")
+# Our refinement of the authors' rule: places in the picture are nouns ("on the left") that
+# end a span but are never focus words; the tagger reads "left" as a verb, and the span then
+# ran on to a later noun such as "background".
+_PLACE_WORDS = frozenset({"left", "right", "top", "bottom", "middle", "center", "centre"})
 
 
 def split_words(prompt: str) -> list[str]:
@@ -53,13 +57,17 @@ def focus_word_positions(source_prompt: str, target_prompt: str) -> list[int]:
     if not differing:
         return []
     tags = pos_tags(target)
-    positions = [i for i in differing if tags[i] in _NOUN_TAGS]
+    places = {i for i, word in enumerate(target) if word in _PLACE_WORDS}
+    positions = [i for i in differing if tags[i] in _NOUN_TAGS and i not in places]
     last = differing[-1]
+    if last in places:
+        return positions
     if not tags[last].startswith(_NOUN_TAGS[0]) and tags[last] not in _STOP_TAGS:
         following_noun = next(
-            (j for j in range(last + 1, len(target)) if tags[j] in _NOUN_TAGS), None
+            (j for j in range(last + 1, len(target)) if tags[j] in _NOUN_TAGS or j in places),
+            None,
         )
-        if following_noun is not None:
+        if following_noun is not None and following_noun not in places:
             positions.append(following_noun)
     return positions
 
