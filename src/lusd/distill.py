@@ -103,11 +103,12 @@ class DistillResult:
 
 @dataclass
 class Conditioning:
-    """Text embeddings of the prompts (each of shape (1, tokens, dim))."""
+    """Text embeddings of the prompts (each of shape (1, tokens, dim)); ``empty`` (the
+    unconditional prompt) is needed by the guided methods (DDS, SDS) only."""
 
     source: torch.Tensor
     target: torch.Tensor
-    empty: torch.Tensor
+    empty: torch.Tensor | None = None
 
 
 class Distiller:

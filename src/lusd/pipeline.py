@@ -178,7 +178,7 @@ class LUSDPipeline(DiffusionPipeline):
         cond = Conditioning(
             self.encode_prompt(source_prompt),
             self.encode_prompt(target_prompt),
-            self.encode_prompt(""),
+            None if cfg.method == "lusd" else self.encode_prompt(""),
         )
         distiller = Distiller(
             self.predict_eps,
