@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lusd.eval.metrics import clip_auc, pixel_metrics, simpson, success_curve, success_rate
+from lusd.eval.metrics import (
+    clip_auc,
+    pixel_metrics,
+    simpson,
+    success_curve,
+    success_rate,
+    swept_mean,
+)
 
 
 def test_pixel_metrics_whole_and_outside_mask():
@@ -53,6 +60,35 @@ def test_clip_auc_of_known_curves():
     assert clip_auc([1.2]) == pytest.approx(61 / 300)
     # two edits (1.2 and 1.5): the step curve is 1 then 0.5 -> mean of the two cases
     assert clip_auc([1.2, 1.5]) == pytest.approx((61 / 300 + 0.4) / 2)
+
+
+def test_l1_star_and_clip_i_star_average_the_successful_edits_over_the_sweep():
+    # every edit succeeds up to 1.22: the plain mean
+    assert swept_mean([0.1, 0.3], [1.3, 1.5]) == pytest.approx(0.2)
+    # CLIP-R 1.1 and 1.3: mean 0.2 for r <= 1.10 (k = 0..10), 0.3 above (k = 11..22).
+    # Simpson, h = 0.01: h/3 * (0.2 + 0.3 + 4*(5*0.2 + 6*0.3) + 2*(5*0.2 + 5*0.3)) / 0.22
+    assert swept_mean([0.1, 0.3], [1.1, 1.3]) == pytest.approx(16.7 / 66)
+    # a CLIP-R of exactly 1.13 meets the threshold 1.13 (no float drift in the grid)
+    assert swept_mean([0.1, 0.3], [1.13, 1.3]) == pytest.approx(
+        0.01 / 3 * (0.2 + 0.3 + 4 * (7 * 0.2 + 4 * 0.3) + 2 * (6 * 0.2 + 4 * 0.3)) / 0.22
+    )
+    assert swept_mean([0.1, 0.3], [1.1, 1.2]) is None  # nothing succeeds at 1.22
+    with pytest.raises(ValueError, match="one CLIP-R per"):
+        swept_mean([0.1], [1.1, 1.2])
+
+
+def test_summary_carries_l1_star_and_clip_i_star():
+    from lusd.eval.evaluate import summarize
+
+    per_edit = {
+        "a": {"l1": 0.1, "clip_i": 0.9, "clip_r": 1.3},
+        "b": {"l1": 0.3, "clip_i": 0.7, "clip_r": 1.5},
+        "c": {"l1": 0.5},  # no CLIP-R (no CLIP model for this one): left out
+    }
+    summary = summarize(per_edit)
+    assert summary["l1_star"] == pytest.approx(0.2)
+    assert summary["clip_i_star"] == pytest.approx(0.8)
+    assert summarize({"a": {"l1": 0.1}})["l1_star"] is None
 
 
 def test_success_curve_points():

@@ -93,6 +93,8 @@ def _kpis(jobs: list[dict], bad_rows: list[dict], summary: dict[str, Any]) -> st
         ("not run yet", str(len(pending))),
         ("success rate (oracle)", "–" if rate is None else f"{100 * rate:.0f}%"),
         ("CLIP-AUC", _fmt(summary.get("clip_auc"))),
+        ("L1* (successful edits)", _fmt(summary.get("l1_star"))),
+        ("CLIP-I* (successful edits)", _fmt(summary.get("clip_i_star"))),
         ("median background change (0-255)", _fmt(bg, 2)),
         ("median time per edit", "–" if not secs else f"{statistics.median(secs):.2f} s"),
         ("mean UNet calls", "–" if not calls else f"{statistics.mean(calls):.0f}"),

@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lusd.errors import ConfigError, ImageInputError
-from lusd.eval.metrics import clip_auc, pixel_metrics
+from lusd.eval.metrics import clip_auc, pixel_metrics, swept_mean
 from lusd.eval.oracle import oracle_available, oracle_metrics
 
 log = logging.getLogger(__name__)
@@ -45,12 +45,15 @@ def _open(path: Path) -> Image.Image:
         raise ImageInputError(f"cannot read image {path}: {exc}") from None
 
 
+def _number(value: Any) -> bool:
+    return value is not None and not math.isnan(value)
+
+
 def summarize(per_edit: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Means of the distances and CLIP scores, medians of background change, rates, CLIP-AUC."""
 
     def values(key: str) -> list[float]:
-        out = [m[key] for m in per_edit.values() if m.get(key) is not None]
-        return [v for v in out if not math.isnan(v)]
+        return [m[key] for m in per_edit.values() if _number(m.get(key))]
 
     summary: dict[str, Any] = {"edits": len(per_edit)}
     for key in MEAN_KEYS:
@@ -64,6 +67,13 @@ def summarize(per_edit: dict[str, dict[str, float]]) -> dict[str, Any]:
     summary["oracle_judged"] = len(v)
     r = values("clip_r")
     summary["clip_auc"] = clip_auc(r) if r else None
+    for key, star in (("l1", "l1_star"), ("clip_i", "clip_i_star")):
+        pairs = [
+            (m[key], m["clip_r"])
+            for m in per_edit.values()
+            if _number(m.get(key)) and _number(m.get("clip_r"))
+        ]
+        summary[star] = swept_mean(*zip(*pairs, strict=True)) if pairs else None
     return summary
 
 

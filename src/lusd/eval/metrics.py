@@ -16,6 +16,8 @@ from PIL import Image
 R_LOW, R_HIGH = 1.00, 1.40
 #: Number of Simpson intervals over [R_LOW, R_HIGH] (even; step 0.01).
 AUC_INTERVALS = 40
+#: L1* and CLIP-I* sweep r over [R_LOW, STAR_HIGH] (LUSD_SPEC), in steps of 0.01.
+STAR_HIGH, STAR_INTERVALS = 1.22, 22
 
 
 def _array(image: Image.Image | np.ndarray) -> np.ndarray:
@@ -88,6 +90,11 @@ def simpson(y: Sequence[float], x: Sequence[float]) -> float:
     return float(h / 3 * (ya[0] + ya[-1] + 4 * ya[1:-1:2].sum() + 2 * ya[2:-1:2].sum()))
 
 
+def _thresholds(low: float, high: float, intervals: int) -> np.ndarray:
+    """Equally spaced thresholds, rounded so that a CLIP-R of exactly 1.13 meets r = 1.13."""
+    return np.round(np.linspace(low, high, intervals + 1), 10)
+
+
 def success_curve(
     clip_r: Sequence[float],
     low: float = R_LOW,
@@ -95,7 +102,7 @@ def success_curve(
     intervals: int = AUC_INTERVALS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Thresholds r and the success rate at each (CLIP-R >= r)."""
-    r = np.linspace(low, high, intervals + 1)
+    r = _thresholds(low, high, intervals)
     return r, np.array([success_rate(clip_r, float(t)) for t in r])
 
 
@@ -111,3 +118,31 @@ def clip_auc(
     """
     r, rate = success_curve(clip_r, low, high, intervals)
     return simpson(rate, r)
+
+
+def swept_mean(
+    values: Sequence[float],
+    clip_r: Sequence[float],
+    low: float = R_LOW,
+    high: float = STAR_HIGH,
+    intervals: int = STAR_INTERVALS,
+) -> float | None:
+    """L1* / CLIP-I*: a background metric of the *successful* edits, averaged over r.
+
+    At each threshold r the metric is averaged over the edits with CLIP-R >= r; that
+    curve is integrated over [low, high] by Simpson's rule and divided by ``high - low``,
+    so the result is on the metric's own scale. None when no edit reaches ``high`` (the
+    curve is undefined there).
+    """
+    v = np.asarray(values, dtype=np.float64)
+    r_values = np.asarray(clip_r, dtype=np.float64)
+    if v.shape != r_values.shape:
+        raise ValueError("one CLIP-R per metric value is needed")
+    r = _thresholds(low, high, intervals)
+    curve = []
+    for threshold in r:
+        chosen = r_values >= threshold
+        if not chosen.any():
+            return None
+        curve.append(v[chosen].mean())
+    return simpson(curve, r) / (high - low)
