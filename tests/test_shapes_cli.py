@@ -25,6 +25,22 @@ def test_generate_rejects_a_bad_extension_in_one_line(tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["generate", "  ", "-o", "g.png"], "prompt is empty"),
+        (["generate", "a red circle " * 40, "-o", "g.png"], "tokens long"),
+        (["generate", "a red circle", "--steps", "0", "-o", "g.png"], "--steps"),
+        (["bench", "shapes", "--cases", "0"], "--cases"),
+    ],
+)
+def test_shapes_commands_refuse_bad_input_in_one_line(tmp_path, args, message):
+    args = [str(tmp_path / a) if a.endswith(".png") else a for a in args]
+    result = runner.invoke(app, args)
+    assert result.exit_code != 0 and message in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "g.png").exists()
+
+
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo.png"
     result = runner.invoke(app, ["demo", "-o", str(out), "--steps", "3"])

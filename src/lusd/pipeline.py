@@ -95,14 +95,8 @@ class LUSDPipeline(DiffusionPipeline):
             raise PromptError("the target prompt is empty: say what the edited image should show")
         if not isinstance(source_prompt, str):
             raise PromptError("the source prompt must be text (it may be empty)")
-        limit = self.tokenizer.model_max_length
-        for name, prompt in (("source", source_prompt), ("target", target_prompt)):
-            count = len(self.tokenizer(prompt).input_ids)
-            if count > limit:
-                raise PromptError(
-                    f"the {name} prompt is {count} tokens long; the text encoder takes at most "
-                    f"{limit} (start and end tokens included): shorten it"
-                )
+        check_prompt_length(self.tokenizer, source_prompt, "source prompt")
+        check_prompt_length(self.tokenizer, target_prompt, "target prompt")
 
     # ---- model calls --------------------------------------------------------------------------
 
@@ -248,6 +242,17 @@ class LUSDPipeline(DiffusionPipeline):
         mask_values = np.ones(decoded.shape[:2]) if mask is None else mask
         mask_image = PIL.Image.fromarray(np.uint8(mask_values * 255 + 0.5), mode="L")
         return edited, mask_image.resize(edited.size, PIL.Image.BICUBIC)
+
+
+def check_prompt_length(tokenizer: Any, prompt: str, name: str = "prompt") -> None:
+    """Raise PromptError when ``prompt`` has more tokens than the text encoder takes."""
+    limit = tokenizer.model_max_length
+    count = len(tokenizer(prompt).input_ids)
+    if count > limit:
+        raise PromptError(
+            f"the {name} is {count} tokens long; the text encoder takes at most "
+            f"{limit} (start and end tokens included): shorten it"
+        )
 
 
 def load_pipeline(*args: Any, **kwargs: Any) -> LUSDPipeline:

@@ -62,20 +62,27 @@ def generate(
     prompt: str = typer.Argument(..., help='e.g. "a red circle on the left on a black background"'),
     output: Path = typer.Option(Path("generated.png"), "--output", "-o", help="Output PNG."),
     model: str = typer.Option(None, "--model", "-m", help="SD folder (default: the shapes model)."),
-    steps: int = typer.Option(50, "--steps", help="DDIM steps."),
-    guidance: float = typer.Option(7.5, "--guidance", help="Classifier-free guidance scale."),
+    steps: int = typer.Option(50, "--steps", min=1, help="DDIM steps."),
+    guidance: float = typer.Option(
+        7.5, "--guidance", min=0.0, help="Classifier-free guidance scale."
+    ),
     seed: int = typer.Option(0, "--seed"),
 ) -> None:
     """Plain text-to-image (DDIM, classifier-free guidance): the shapes model or an SD folder."""
+    from lusd.errors import PromptError
     from lusd.images import output_format
 
     output_format(output)
+    if not prompt.strip():
+        raise PromptError("the prompt is empty: say what the picture should show")
     quiet_libraries()
     from lusd.images import save_image
+    from lusd.pipeline import check_prompt_length
     from lusd.shapes.generate import generate as run_generate
     from lusd.shapes.generate import load_t2i
 
     pipe = load_t2i(model)
+    check_prompt_length(pipe.tokenizer, prompt)
     image = run_generate(pipe, prompt, seed, steps, guidance)[0]
     meta = {"prompt": prompt, "seed": str(seed), "steps": str(steps), "guidance": str(guidance)}
     save_image(image, output, metadata=meta)
@@ -92,7 +99,7 @@ def generate(
 def demo(
     output: Path = typer.Option(Path("lusd-demo.png"), "--output", "-o", help="Sheet PNG."),
     seed: int = typer.Option(0, "--seed"),
-    steps: int = typer.Option(None, "--steps", help="Iterations (default: the model's)."),
+    steps: int = typer.Option(None, "--steps", min=1, help="Iterations (default: the model's)."),
 ) -> None:
     """Render a scene, run three LUSD edits with the shipped model, write input|output|mask."""
     started = time.perf_counter()
@@ -122,7 +129,7 @@ def demo(
 
 @cli_errors
 def bench_shapes(
-    cases: int = typer.Option(150, "--cases", help="Number of seeded edit cases."),
+    cases: int = typer.Option(150, "--cases", min=1, help="Number of seeded edit cases."),
     presets: str = typer.Option(
         "lusd,dds,sds,lusd-no-mask,lusd-no-filter,lusd-no-norm", "--presets", help="Comma list."
     ),
