@@ -119,3 +119,18 @@ def test_eval_prompts_are_seeded(n):
     assert judge(img, "a green square on a black background").ok
     assert not judge(img, "a green square on a white background").ok
     assert judge(img, "a green square on a white background").objects_ok
+
+
+def test_stray_pixels_count_blobs_but_not_edges():
+    import numpy as np
+
+    from lusd.shapes.evaluate import stray_pixels
+    from lusd.shapes.world import Obj, Scene, render
+
+    scene = render(Scene("white", (Obj("red", "square", "large", 4),)))
+    assert stray_pixels(scene, scene) == 0
+    blob = np.array(scene)
+    blob[5:8, 5:8] = (0, 0, 255)  # a 3x3 blue blob in the white background
+    assert stray_pixels(scene, blob) == 9
+    shifted = np.roll(np.array(scene), 1, axis=1)  # every edge moves by one pixel
+    assert stray_pixels(scene, shifted) == 0

@@ -9,25 +9,63 @@ import numpy as np
 import torch
 
 from lusd.shapes.data import from_tensor, to_tensor
-from lusd.shapes.oracle import assign, background, detect, parse_caption, scene_matches
+from lusd.shapes.oracle import (
+    assign,
+    background,
+    classify_pixels,
+    detect,
+    parse_caption,
+    scene_matches,
+)
 from lusd.shapes.world import caption, render, sample_scene
 
 log = logging.getLogger(__name__)
 
 
 @torch.no_grad()
-def vae_readback(vae, n: int = 500, seed: int = 4321, batch: int = 50) -> float:
-    """Fraction of rendered scenes whose VAE reconstruction the oracle reads exactly."""
+def vae_quality(vae, n: int = 500, seed: int = 4321, batch: int = 50) -> dict[str, float]:
+    """How well the VAE reconstructs ``n`` held-out rendered scenes.
+
+    ``readback``: fraction the oracle reads exactly (objects and background).
+    Artefacts: pixels whose oracle colour class differs from the input's, away from the
+    edges (more than two pixels from any colour boundary, where anti-aliasing and a
+    small blur are legitimate): ``stray_pixels`` per image on average, and ``images_with_artefacts``,
+    the fraction of images with at least ``ARTEFACT_PIXELS`` of them.
+    """
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng) for _ in range(n)]
-    ok = 0
+    ok, stray = 0, []
     dtype = next(vae.parameters()).dtype
     for i in range(0, n, batch):
         chunk = scenes[i : i + batch]
-        x = to_tensor([render(s) for s in chunk]).to(dtype)
+        originals = [render(s) for s in chunk]
+        x = to_tensor(originals).to(dtype)
         rec = vae.decode(vae.encode(x).latent_dist.mean).sample.float()
-        ok += sum(scene_matches(im, s) for im, s in zip(from_tensor(rec), chunk, strict=True))
-    return ok / n
+        for image, original, scene in zip(from_tensor(rec), originals, chunk, strict=True):
+            ok += scene_matches(image, scene)
+            stray.append(stray_pixels(original, image))
+    return {
+        "readback": ok / n,
+        "stray_pixels": float(np.mean(stray)),
+        "images_with_artefacts": float(np.mean(np.array(stray) >= ARTEFACT_PIXELS)),
+    }
+
+
+#: An image "has artefacts" with at least this many stray pixels (a blob, not a speck).
+ARTEFACT_PIXELS = 3
+
+
+def stray_pixels(original, reconstruction) -> int:
+    """Pixels of ``reconstruction`` whose oracle colour class differs from ``original``'s,
+    counted only more than two pixels away from the original's colour boundaries."""
+    want, got = classify_pixels(original), classify_pixels(reconstruction)
+    pad = np.pad(want, 2, mode="edge")
+    h, w = want.shape
+    interior = np.ones_like(want, dtype=bool)
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            interior &= pad[2 + dy : 2 + dy + h, 2 + dx : 2 + dx + w] == want
+    return int(((got != want) & interior).sum())
 
 
 def eval_prompts(n: int = 200, seed: int = 2024) -> list[str]:
@@ -125,13 +163,15 @@ def main(argv: list[str] | None = None) -> int:
 
     pipe = load_t2i(args.model)
     started = time.perf_counter()
-    readback = vae_readback(pipe.vae, args.vae_scenes)
-    log.info("VAE read-back %.3f on %d scenes", readback, args.vae_scenes)
+    vae = vae_quality(pipe.vae, args.vae_scenes)
+    log.info("VAE %s on %d scenes", vae, args.vae_scenes)
     summary, judgements, images = generation_eval(pipe, args.prompts)
     log.info("generation %s", summary)
     prompts = [j.prompt for j in judgements]
     result = {
-        "vae_readback": readback,
+        "vae_readback": vae["readback"],
+        "vae_stray_pixels": vae["stray_pixels"],
+        "vae_images_with_artefacts": vae["images_with_artefacts"],
         "vae_scenes": args.vae_scenes,
         "generation": summary,
         "settings": {"steps": 50, "guidance": 7.5, "scheduler": "DDIM", "seed": 2024},
