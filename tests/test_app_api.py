@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from urllib.parse import urlsplit
@@ -131,11 +132,10 @@ def test_stop_ends_the_running_edit_and_changes_nothing(server, picture):
             break
         time.sleep(0.05)
     results = sorted((server[1] / "results").rglob("*"))
-    started = time.monotonic()
     assert own.predict(api_name="/stop") == "Stopping…"
     _, _, status, _, _ = job.result(timeout=60)
-    assert time.monotonic() - started < 0.3 * 6, "stopped before the 6 slow steps ran out"
-    assert status.startswith("Stopped after") and "of 6 steps" in status
+    done = re.fullmatch(r"Stopped after (\d) of 6 steps; the picture was not changed\.", status)
+    assert done and 1 <= int(done[1]) < 6, status
     assert sorted((server[1] / "results").rglob("*")) == results, "nothing was saved"
     # the session edits normally afterwards
     assert _edit(own, picture)[2].startswith("Done")
