@@ -37,6 +37,10 @@ class EditConfig:
     tau_decay: float = 0.99
     max_filter_retries: int = 1000
     use_mask: bool = True
+    #: the mask reads cross-attention at latent/mask_cross_factor and self-attention at
+    #: latent/mask_self_factor (the nearest levels the UNet has); the paper's 4 and 2
+    mask_cross_factor: int = 4
+    mask_self_factor: int = 2
     mask_ema: float = 0.1
     progressive_mask: bool = True
     normalize: bool = True
@@ -63,6 +67,10 @@ class EditConfig:
             raise ConfigError(f"lambda_reg must lie in [0, 1], got {self.lambda_reg}")
         if not 0 < self.mask_ema <= 1:
             raise ConfigError(f"mask_ema must lie in (0, 1], got {self.mask_ema}")
+        for name in ("mask_cross_factor", "mask_self_factor"):
+            value = getattr(self, name)
+            if value < 1 or value & (value - 1):
+                raise ConfigError(f"{name} must be a power of two (1, 2, 4, ...), got {value}")
         if self.resolution < 0:
             raise ConfigError(f"resolution must be 0 (native) or positive, got {self.resolution}")
         if self.lr <= 0:
@@ -82,14 +90,23 @@ class EditConfig:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """Short stable hash of every value (used to detect changed batch rows)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short stable hash of every value (used to detect changed batch rows).
+
+        Fields added in later versions are left out while they hold their default, so a
+        batch journal written by an earlier lusd stays valid after an upgrade.
+        """
+        values = {k: v for k, v in self.to_dict().items() if _ADDED_LATER.get(k, _UNSET) != v}
+        blob = json.dumps(values, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EditConfig:
         return cls().replace(**values)
 
+
+_UNSET = object()
+#: Fields added after 0.1.0's first batch journals, with their defaults (see ``digest``).
+_ADDED_LATER: dict[str, Any] = {"mask_cross_factor": 4, "mask_self_factor": 2}
 
 #: A model folder may carry this file with its own EditConfig defaults.
 MODEL_CONFIG_FILE = "lusd_config.json"

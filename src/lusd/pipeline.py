@@ -81,6 +81,13 @@ class LUSDPipeline(DiffusionPipeline):
         unet_factor = 2 ** (len(self.unet.config.down_block_types) - 1)
         return self.vae_scale_factor * max(unet_factor, self.mask_layers.cross_factor)
 
+    def use_mask_levels(self, config: EditConfig) -> None:
+        """Read the mask from the attention levels ``config`` asks for (re-installs capture)."""
+        layers = choose_mask_layers(self.unet, config.mask_cross_factor, config.mask_self_factor)
+        if layers != self.mask_layers:
+            self.mask_layers = layers
+            install_capture(self.unet, layers, self._store)
+
     def working_size(self, size: tuple[int, int], config: EditConfig) -> tuple[int, int]:
         return fit_size(*size, config.resolution or self.native_size, self.size_multiple)
 
@@ -160,6 +167,7 @@ class LUSDPipeline(DiffusionPipeline):
         if output_type not in ("pil", "np", "pt"):
             raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
         original = load_image(image, max_pixels)
+        self.use_mask_levels(cfg)
         size = self.working_size(original.size, cfg)
         source_latents = self.encode_image(original.resize(size, PIL.Image.LANCZOS))
 

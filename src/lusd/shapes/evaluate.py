@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -29,8 +30,8 @@ def vae_quality(vae, n: int = 500, seed: int = 4321, batch: int = 50) -> dict[st
     ``readback``: fraction the oracle reads exactly (objects and background).
     Artefacts: pixels whose oracle colour class differs from the input's, away from the
     edges (more than two pixels from any colour boundary, where anti-aliasing and a
-    small blur are legitimate): ``stray_pixels`` per image on average, and ``images_with_artefacts``,
-    the fraction of images with at least ``ARTEFACT_PIXELS`` of them.
+    small blur are legitimate): ``stray_pixels`` per image on average, and
+    ``images_with_artefacts``, the fraction of images with at least ``ARTEFACT_PIXELS``.
     """
     rng = np.random.default_rng(seed)
     scenes = [sample_scene(rng) for _ in range(n)]
@@ -85,6 +86,7 @@ class Judgement:
     objects_ok: bool
     background_named: bool
     background_ok: bool
+    objects_ok_anywhere: bool = False  # right objects, positions not checked (a diagnostic)
 
     @property
     def ok(self) -> bool:
@@ -96,8 +98,10 @@ def judge(image, prompt: str) -> Judgement:
     expected, bg = parse_caption(prompt)
     found = detect(image)
     objects_ok = len(found) == len(expected) and assign(expected, found) is not None
+    anywhere = [dataclasses.replace(e, cell=None) for e in expected]
+    objects_ok_anywhere = len(found) == len(expected) and assign(anywhere, found) is not None
     bg_ok = bg is not None and background(image) == bg
-    return Judgement(prompt, len(expected), objects_ok, bg is not None, bg_ok)
+    return Judgement(prompt, len(expected), objects_ok, bg is not None, bg_ok, objects_ok_anywhere)
 
 
 def summarize(judgements: list[Judgement]) -> dict[str, float]:
@@ -109,6 +113,12 @@ def summarize(judgements: list[Judgement]) -> dict[str, float]:
         "two_object": rate([j.objects_ok for j in judgements if j.n_objects == 2]),
         "background_when_named": rate([j.background_ok for j in judgements if j.background_named]),
         "all_correct": rate([j.ok for j in judgements]),
+        "single_object_positions_aside": rate(
+            [j.objects_ok_anywhere for j in judgements if j.n_objects == 1]
+        ),
+        "two_object_positions_aside": rate(
+            [j.objects_ok_anywhere for j in judgements if j.n_objects == 2]
+        ),
         "n": len(judgements),
     }
 

@@ -27,6 +27,11 @@ CANDIDATES: list[dict] = [
     {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.1},
     {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.1},
     {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.2},
+    # the mask from the 8x8 cross-attention (latent/2) instead of 4x4: a 16x16 latent is
+    # 4x smaller than SD1.5's, and its latent/4 level hardly localises
+    {"scale_high": 0.05, "scale_low": 0.005, "lambda_reg": 0.1, "mask_cross_factor": 2},
+    {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.1, "mask_cross_factor": 2},
+    {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.1, "mask_cross_factor": 2},
 ]
 
 
