@@ -28,7 +28,13 @@ def test_serve_starts_on_loopback_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
     command = [sys.executable, "-c", "from lusd.cli import main; main()"]
     args = ["serve", "--model", str(tiny_model_dir), "--port", str(port), "--steps", "2"]
     process = subprocess.Popen(
-        command + args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        command + args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # a background shell starts its jobs with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline, page = time.monotonic() + 180, None

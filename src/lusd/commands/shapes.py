@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from lusd.commands.common import cli_errors, console, quiet_libraries
+from lusd.commands.common import cli_errors, console, parse_overrides, quiet_libraries
 
 bench_app = typer.Typer(
     name="bench", help="Benchmarks with measured, oracle-judged results.", no_args_is_help=True
@@ -140,6 +140,9 @@ def bench_shapes(
     summarize_only: bool = typer.Option(
         False, "--summarize-only", help="Only summarise what the journal holds; run nothing."
     ),
+    settings: list[str] = typer.Option(
+        None, "--set", help="EditConfig override KEY=VALUE for every preset (use with --name)."
+    ),
 ) -> None:
     """Oracle-judged edit benchmark on the shapes world (resumes from its .jsonl journal)."""
     quiet_libraries()
@@ -162,6 +165,7 @@ def bench_shapes(
             name=name,
             on_record=lambda r: progress.advance(task),
             run_missing=not summarize_only,
+            overrides=parse_overrides(settings),
         )
     console.print(markdown_table(payload["summary"]))
     if docs is not None:

@@ -236,8 +236,11 @@ def benchmark(
     name: str = "shapes_edits",
     on_record: Callable[[dict], None] | None = None,
     run_missing: bool = True,
+    overrides: dict | None = None,
 ) -> dict:
     """Run, summarise and write ``<name>.jsonl`` (journal), ``.json`` and ``.png``.
+
+    ``overrides`` (EditConfig fields) apply to every preset of the run.
 
     ``summary`` covers the cases every preset finished (the fair comparison);
     ``summary_all`` every finished edit.
@@ -252,6 +255,7 @@ def benchmark(
         out_dir / f"{name}.jsonl",
         on_record=on_record,
         run_missing=run_missing,
+        overrides=overrides,
     )
     per_case: dict[str, set[str]] = {}
     for r in records:
@@ -264,7 +268,7 @@ def benchmark(
         "summary_all": summarize(records),
         "seed": seed,
         "presets": list(summary),
-        "configs": {p: _config_of(pipe, p) for p in summary},
+        "configs": {p: _config_of(pipe, p, overrides) for p in summary},
         "summary": summary,
         "records": records,
     }
@@ -273,8 +277,8 @@ def benchmark(
     return payload
 
 
-def _config_of(pipe, preset: str) -> dict:
+def _config_of(pipe, preset: str, overrides: dict | None = None) -> dict:
     try:
-        return pipe.resolve_config(preset, None, {}).to_dict()
+        return pipe.resolve_config(preset, None, dict(overrides or {})).to_dict()
     except Exception:  # noqa: BLE001 - informational only
         return {}
