@@ -23,7 +23,7 @@ TARGET = "a red circle and a blue square"
 
 class Exploding:
     """The real pipeline, except that a target with "explode" fails like a bug would,
-    and one with "slowly" takes 0.3 s a step (to watch the progress)."""
+    and one with "slowly" takes 0.3 s a step (1 s "very slowly"), to watch the progress."""
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -35,8 +35,8 @@ class Exploding:
         if "explode" in target:
             raise RuntimeError("boom: /internal/secret/path line 42")
         if "slowly" in target:
-            report = kwargs["callback"]
-            kwargs["callback"] = lambda step, total: (time.sleep(0.3), report(step, total))
+            report, pause = kwargs["callback"], 1.0 if "very slowly" in target else 0.3
+            kwargs["callback"] = lambda step, total: (time.sleep(pause), report(step, total))
         return self.pipe(image, source, target, **kwargs)
 
 
@@ -124,7 +124,14 @@ def test_stop_ends_the_running_edit_and_changes_nothing(server, picture):
     own = Client(server[0], verbose=False)  # a session of its own: Stop acts per session
     assert own.predict(api_name="/stop") == "Nothing is running."
     job = own.submit(
-        handle_file(str(picture)), "", "a blue square slowly", "", 3, 0, False, api_name="/edit"
+        handle_file(str(picture)),
+        "",
+        "a blue square very slowly",
+        "",
+        3,
+        0,
+        False,
+        api_name="/edit",
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
