@@ -104,6 +104,11 @@ class StopRequests:
         return session in self._stopping
 
 
+def _session(request: gr.Request | None) -> str | None:
+    """The browser session an event came from (None when called outside a request)."""
+    return request.session_hash if request else None
+
+
 def _view(record: EditRecord, show_mask: bool) -> tuple[str, str]:
     """(before, after) for the comparison slider; "after" shows the mask when asked."""
     return record.input_path, record.overlay_path if show_mask else record.result_path
@@ -235,7 +240,7 @@ def build_app(
         progress=_PROGRESS,
     ):
         started = time.perf_counter()
-        session = request.session_hash if request else None
+        session = _session(request)
         steps_done = [0, 0]
 
         def report(step: int, total: int) -> None:
@@ -285,7 +290,7 @@ def build_app(
         return edit(*args, request, progress)
 
     def stop(request: gr.Request) -> str:
-        if stops.request(request.session_hash if request else None):
+        if stops.request(_session(request)):
             return "Stopping…"
         return "Nothing is running."
 

@@ -29,31 +29,29 @@ def train_shapes(
         Path("shapes-train"), "--work", help="Checkpoint folder (resumable)."
     ),
     out: Path = typer.Option(Path("shapes-model"), "--out", "-o", help="Model folder to write."),
-    seed: int = typer.Option(0, "--seed"),
-    stages: str = typer.Option("vae,unet,export", "--stages", help="Any of vae,unet,export."),
-    vae_minutes: float = typer.Option(24.0, "--vae-minutes"),
-    unet_minutes: float = typer.Option(62.0, "--unet-minutes"),
-    arch: str = typer.Option('{"vae_channels": [32, 32, 64]}', "--arch", help="JSON overrides."),
+    seed: int = typer.Option(None, "--seed", help="Default 0."),
+    stages: str = typer.Option(None, "--stages", help="Any of vae,unet,export (default: all)."),
+    vae_minutes: float = typer.Option(None, "--vae-minutes", help="Default: the recipe's."),
+    unet_minutes: float = typer.Option(None, "--unet-minutes", help="Default: the recipe's."),
+    arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
-    """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores)."""
+    """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
+
+    Options left out take the recipe's values (``lusd.shapes.train``, docs/shapes-model.md).
+    """
     from lusd.shapes.train import main
 
-    argv = [
-        "--work",
-        str(work),
-        "--out",
-        str(out),
-        "--seed",
-        str(seed),
-        "--stages",
-        stages,
-        "--vae-minutes",
-        str(vae_minutes),
-        "--unet-minutes",
-        str(unet_minutes),
-        "--arch",
-        arch,
-    ]
+    argv = ["--work", str(work), "--out", str(out)]
+    given = {
+        "--seed": seed,
+        "--stages": stages,
+        "--vae-minutes": vae_minutes,
+        "--unet-minutes": unet_minutes,
+        "--arch": arch,
+    }
+    for flag, value in given.items():
+        if value is not None:
+            argv += [flag, str(value)]
     raise typer.Exit(main(argv))
 
 

@@ -279,6 +279,6 @@ def benchmark(
 
 def _config_of(pipe, preset: str, overrides: dict | None = None) -> dict:
     try:
-        return pipe.resolve_config(preset, None, dict(overrides or {})).to_dict()
+        return pipe.resolve_config(preset, None, _raw(overrides)).to_dict()
     except Exception:  # noqa: BLE001 - informational only
         return {}

@@ -19,8 +19,8 @@ def prompt_of(objects: list[Obj] | tuple[Obj, ...], background: str) -> str:
     """Edit-prompt wording: ``a <color> <shape> and ... on a <bg> background``.
 
     No positions: the objects are named by colour and shape (as in SHAPES_WORLD.md's
-    examples), and an added object is judged wherever it appears. A trailing position
-    word would also make the authors' focus rule run on to the next noun, "background".
+    examples), and an added object is judged wherever it appears; the shapes model also
+    draws positions poorly (docs/shapes-model.md).
     """
     parts = [f"a {o.color} {o.shape}" for o in objects]
     return " and ".join(parts) + f" on a {background} background"
