@@ -85,3 +85,11 @@ def test_bench_command_on_a_few_cases(tmp_path):
     assert payload["n_cases"] == 3 and set(payload["summary"]) == {"lusd", "dds"}
     assert (tmp_path / "shapes_edits.png").exists()
     assert "| lusd |" in (tmp_path / "results.md").read_text()
+
+
+def test_train_shapes_names_a_work_folder_it_cannot_create(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(app, ["train-shapes", "--work", str(blocker / "work")])
+    assert result.exit_code == 1, result.output
+    assert f"cannot use {blocker / 'work'}" in result.output and "unexpected" not in result.output

@@ -145,6 +145,37 @@ def test_stray_pixels_count_blobs_but_not_edges():
     assert stray_pixels(scene, shifted) == 0
 
 
+class _FakeT2I:
+    """Stands in for a text-to-image pipeline: draws the object where the prompt or the
+    seed says (the probe only reads ``.images`` of ``pipe(prompts, generator=...)``)."""
+
+    def __init__(self, follow_prompt: bool) -> None:
+        self.follow_prompt = follow_prompt
+
+    def __call__(self, prompts, generator, **_):
+        from types import SimpleNamespace
+
+        from lusd.shapes.oracle import parse_caption
+        from lusd.shapes.world import Obj, Scene, render
+
+        images = []
+        for prompt, gen in zip(prompts, generator, strict=True):
+            cell = int(torch.randint(0, 9, (1,), generator=gen))
+            if self.follow_prompt:
+                cell = parse_caption(prompt)[0][0].cell
+            images.append(render(Scene("white", (Obj("red", "circle", "large", cell),))))
+        return SimpleNamespace(images=images)
+
+
+def test_position_probe_tells_prompt_from_noise():
+    from lusd.shapes.evaluate import position_probe
+
+    obeys = position_probe(_FakeT2I(follow_prompt=True), seeds=2)
+    assert obeys["asked_cell"] == 1.0 and obeys["seed_cell"] == pytest.approx(1 / 9)
+    ignores = position_probe(_FakeT2I(follow_prompt=False), seeds=2)
+    assert ignores["seed_cell"] == 1.0 and ignores["asked_cell"] <= 2 / 18
+
+
 def test_the_shipped_model_keeps_its_measured_quality():
     """A guard for the shipped weights and the whole SD code path (docs/shapes-model.md has
     the full measurement): VAE read-back, then text-to-image on unseen seeded prompts."""

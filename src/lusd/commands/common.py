@@ -46,6 +46,8 @@ def cli_errors(function: F) -> F:
         except Exception as error:
             if os.environ.get("LUSD_DEBUG"):
                 raise
+            if isinstance(error, OSError) and error.filename is not None:
+                raise fail(f"cannot use {error.filename}: {error.strerror}") from None
             raise fail(
                 f"unexpected {type(error).__name__}: {error} (set LUSD_DEBUG=1 for the traceback)",
                 2,

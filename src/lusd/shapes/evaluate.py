@@ -139,6 +139,36 @@ def generation_eval(
     return summarize(judgements), judgements, images
 
 
+def position_probe(pipe, seeds: int = 8, steps: int = 30) -> dict[str, float]:
+    """Does the prompt or the initial noise decide where the object goes?
+
+    Draws "a large red circle <position>" for all nine positions with the same seed, for
+    ``seeds`` seeds. ``asked_cell``: fraction drawn in the cell asked for (chance: 1/9).
+    ``seed_cell``: per seed, the share of the nine images in that seed's most common
+    cell (1.0 = the noise alone decides the position, 1/9 = the prompt does).
+    """
+    from collections import Counter
+
+    from lusd.shapes.generate import generate
+    from lusd.shapes.world import POSITIONS, Obj, object_phrase
+
+    prompts = [object_phrase(Obj("red", "circle", "large", c)) for c in range(len(POSITIONS))]
+    asked, per_seed = 0, []
+    for seed in range(seeds):
+        images = generate(pipe, prompts, [seed] * len(prompts), steps, 7.5)
+        cells = []
+        for cell, image in enumerate(images):
+            found = detect(image)
+            cells.append(found[0].cell if len(found) == 1 else None)
+            asked += cells[-1] == cell
+        per_seed.append(Counter(cells).most_common(1)[0][1] / len(prompts))
+    return {
+        "asked_cell": asked / (seeds * len(prompts)),
+        "seed_cell": float(np.mean(per_seed)),
+        "seeds": seeds,
+    }
+
+
 def sample_grid(images: list, prompts: list[str], path, cols: int = 8, scale: int = 2) -> None:
     """A grid of generated images (first ``cols * 3``) for the docs."""
     from PIL import Image
@@ -177,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     log.info("VAE %s on %d scenes", vae, args.vae_scenes)
     summary, judgements, images = generation_eval(pipe, args.prompts)
     log.info("generation %s", summary)
+    probe = position_probe(pipe)
+    log.info("position probe %s", probe)
     prompts = [j.prompt for j in judgements]
     result = {
         "vae_readback": vae["readback"],
@@ -184,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "vae_images_with_artefacts": vae["images_with_artefacts"],
         "vae_scenes": args.vae_scenes,
         "generation": summary,
+        "position_probe": probe,
         "settings": {"steps": 50, "guidance": 7.5, "scheduler": "DDIM", "seed": 2024},
         "seconds": time.perf_counter() - started,
         "failures": [j.prompt for j in judgements if not j.ok][:40],
