@@ -113,3 +113,22 @@ def test_change_keeps_cell_and_other_attribute(kind):
     (cell_b, col_b, sh_b), (cell_a, col_a, sh_a) = (before - after).pop(), (after - before).pop()
     assert cell_a == cell_b
     assert (col_a != col_b) == (kind == "color") and (sh_a != sh_b) == (kind == "shape")
+
+
+def test_journal_records_of_retrained_weights_are_stale():
+    import torch
+
+    from lusd.config import preset_config
+    from lusd.shapes.bench import _config_hash
+
+    class Pipe(SimpleNamespace):
+        def resolve_config(self, preset, config, overrides):
+            return preset_config(preset, **overrides)
+
+    torch.manual_seed(0)
+    pipe = Pipe(unet=torch.nn.Linear(3, 3), text_encoder=torch.nn.Linear(3, 3))
+    before = _config_hash(pipe, "lusd", None)
+    assert before == _config_hash(pipe, "lusd", None) != _config_hash(pipe, "dds", None)
+    with torch.no_grad():
+        pipe.unet.weight[0, 0] += 1e-3
+    assert _config_hash(pipe, "lusd", None) != before

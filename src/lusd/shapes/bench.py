@@ -121,6 +121,7 @@ def run(
             if not run_missing:
                 continue
             rec = run_case(pipe, case, preset, i, overrides)
+            rec["config_hash"] = hashes[preset] or rec["config_hash"]
             records.append(rec)
             if journal is not None:
                 with journal.open("a") as fh:
@@ -131,9 +132,25 @@ def run(
 
 
 def _config_hash(pipe, preset: str, overrides: dict | None) -> str | None:
-    """Hash of the configuration ``preset`` runs with (journal records of another are stale)."""
+    """Hash of the configuration ``preset`` runs with and of the model's weights (journal
+    records of another configuration or of a retrained model are stale)."""
     resolve = getattr(pipe, "resolve_config", None)
-    return None if resolve is None else resolve(preset, None, _raw(overrides)).digest()
+    if resolve is None:
+        return None
+    digest = resolve(preset, None, _raw(overrides)).digest()
+    weights = _weights_fingerprint(pipe)
+    return digest if weights is None else f"{digest}-{weights}"
+
+
+def _weights_fingerprint(pipe) -> str | None:
+    """A short hash of the UNet's and text encoder's weights (None without them)."""
+    import hashlib
+
+    parts = [getattr(pipe, name, None) for name in ("unet", "text_encoder")]
+    if not all(isinstance(m, torch.nn.Module) for m in parts):
+        return None
+    sums = [f"{p.double().sum().item():.9e}" for m in parts for p in m.parameters()]
+    return hashlib.sha256(",".join(sums).encode()).hexdigest()[:8]
 
 
 def _raw(overrides: dict | None) -> dict:
