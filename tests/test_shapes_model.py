@@ -25,6 +25,7 @@ TINY_ARCH = json.dumps(
         "text_hidden": 16,
         "text_layers": 1,
         "text_heads": 2,
+        "noise_schedule": "linear-v",
     }
 )
 
@@ -73,6 +74,26 @@ def test_diffusers_loads_it_and_generates_64px():
     assert [im.size for im in images] == [(64, 64), (64, 64)]
 
 
+def test_loss_targets_and_weights_follow_the_prediction_type():
+    from lusd.shapes.models import build_scheduler
+    from lusd.shapes.stages import _loss_weight_and_target
+
+    z, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
+    t = torch.tensor([5, 500, 999])
+    from lusd.shapes.models import Arch
+
+    for sched in (build_scheduler(Arch(noise_schedule="linear-v")), build_scheduler()):
+        abar = sched.alphas_cumprod
+        snr = abar / (1 - abar)
+        w, target = _loss_weight_and_target(sched, snr[t], z, noise, t)
+        assert w[2] == pytest.approx(1.0) and w[0] < 0.5  # low SNR counts fully, easy steps less
+        if sched.config.prediction_type == "v_prediction":
+            a = abar[t].view(-1, 1, 1, 1)
+            assert torch.allclose(target, a.sqrt() * noise - (1 - a).sqrt() * z, atol=1e-6)
+        else:
+            assert target is noise
+
+
 def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     from lusd.loading import load_pipeline
     from lusd.shapes.train import main
@@ -107,6 +128,7 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
         == json.loads((out / "lusd_config.json").read_text())["num_steps"]
     )
     assert abs(pipe.vae.config.scaling_factor - 0.18215) > 1e-6  # measured, not SD's
+    assert pipe.scheduler.config.prediction_type == "v_prediction"  # the arch's schedule
 
 
 def test_demo_cases_cover_add_colour_shape():

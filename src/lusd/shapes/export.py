@@ -53,7 +53,7 @@ def export_model(
         text_encoder=text.to(dtype).eval(),
         tokenizer=clip_tokenizer(),
         unet=unet.to(dtype).eval(),
-        scheduler=build_scheduler(),
+        scheduler=build_scheduler(arch),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -182,11 +182,10 @@ class LatentCache:
 def _training_noise(z: torch.Tensor, strength: float) -> torch.Tensor:
     """Gaussian noise plus low-frequency parts (a per-channel offset and a 3x3-grid field).
 
-    With SD's schedule the terminal SNR is not zero, and on a 16x16 latent the mean of the
-    noise is small enough that the model reads the background and the layout from the
-    noisy latent instead of the caption; at sampling time the random low frequencies of
-    the initial noise then decide them. Stronger low-frequency noise removes that
-    shortcut (the "offset noise" remedy, extended to the 3x3 layout scale).
+    The "offset noise" remedy, extended to the 3x3 layout scale: the model should read
+    background and layout from the caption, not from what survives of them in a noisy
+    latent. It was not enough for the layout (docs/shapes-model.md, "Why the model
+    ignores position words").
     """
     noise = torch.randn_like(z)
     if strength > 0:
@@ -197,6 +196,19 @@ def _training_noise(z: torch.Tensor, strength: float) -> torch.Tensor:
     return noise
 
 
+def _loss_weight_and_target(sched, snr: torch.Tensor, z, noise, t):
+    """Per-sample loss weight and regression target of the scheduler's prediction type.
+
+    Min-SNR(5) only at the high-SNR end: epsilon keeps weight 1 below SNR 5 (as in the
+    Min-SNR paper); v keeps its own weight, which at low SNR equals an x0 loss, so the
+    steps where the caption alone decides the layout count fully.
+    """
+    if sched.config.prediction_type == "v_prediction":
+        w = (1 + torch.clamp(snr, max=5.0)) / (1 + snr)
+        return w.float(), sched.get_velocity(z, noise, t)
+    return (torch.clamp(snr, max=5.0) / snr).float(), noise
+
+
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     with torch.no_grad():
         for pe, pm in zip(ema.parameters(), model.parameters(), strict=True):
@@ -204,7 +216,7 @@ def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> N
 
 
 def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
-    """UNet + CLIP text encoder on frozen-VAE latents: eps-prediction, min-SNR(5), CFG dropout."""
+    """UNet + CLIP text encoder on frozen-VAE latents (scheduler's prediction type), CFG dropout."""
     if run.done_path.exists():
         log.info("unet: already done")
         return
@@ -216,7 +228,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         sf_path.write_text(f"{latent_scale(vae, args.seed):.6f}\n")
     sf = float(sf_path.read_text())
     tok = clip_tokenizer()
-    sched = build_scheduler()
+    sched = build_scheduler(arch)
     abar = sched.alphas_cumprod
     snr = abar / (1 - abar)
     torch.manual_seed(args.seed)
@@ -259,8 +271,8 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         zt = sched.add_noise(z, noise, t)
         cond = text(ids)[0]
         pred = unet(zt, t, encoder_hidden_states=cond).sample
-        w = (torch.clamp(snr[t], max=5.0) / snr[t]).float()
-        per = F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3))
+        w, target = _loss_weight_and_target(sched, snr[t], z, noise, t)
+        per = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (w * per).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
