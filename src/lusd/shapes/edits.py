@@ -20,7 +20,7 @@ def prompt_of(objects: list[Obj] | tuple[Obj, ...], background: str) -> str:
 
     No positions: the objects are named by colour and shape (as in SHAPES_WORLD.md's
     examples), and an added object is judged wherever it appears; the shapes model also
-    draws positions poorly (docs/shapes-model.md).
+    ignores position words (docs/shapes-model.md).
     """
     parts = [f"a {o.color} {o.shape}" for o in objects]
     return " and ".join(parts) + f" on a {background} background"
