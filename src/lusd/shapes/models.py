@@ -113,9 +113,11 @@ def build_scheduler(arch: Arch | None = None):
     """
     from diffusers import DDPMScheduler
 
+    from lusd.errors import ConfigError
+
     name = (arch or Arch()).noise_schedule
     if name not in NOISE_SCHEDULES:
-        raise ValueError(f"unknown noise_schedule {name!r}: one of {', '.join(NOISE_SCHEDULES)}")
+        raise ConfigError(f"unknown noise_schedule {name!r}: one of {', '.join(NOISE_SCHEDULES)}")
     return DDPMScheduler(
         num_train_timesteps=1000, clip_sample=False, steps_offset=1, **NOISE_SCHEDULES[name]
     )
