@@ -1,0 +1,118 @@
+"""Position-word diagnostics of docs/shapes-model.md ("Why the model ignores position words").
+
+Fine-tunes the UNet + text encoder of a `lusd train-shapes` work folder for a few minutes
+on chosen data, then measures the position probe and writes JSON:
+
+    python bench/position_finetune.py --work /work/train_runs/shapes3 --minutes 15 \\
+        --data one-circle --name position_one_circle
+    python bench/position_finetune.py --work /work/train_runs/shapes4 --minutes 10 \\
+        --t-min 500 --name position_high_t
+
+``--data one-circle``: every scene is one large red circle on white in a random cell, so
+the position is the only thing left to learn; ``world``: the training scenes. Captions
+always name the position. Starts from the work folder's EMA weights; writes nothing there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import lusd.shapes.world as world  # noqa: E402
+from lusd.shapes import stages  # noqa: E402
+from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet  # noqa: E402
+from lusd.tokenizer import clip_tokenizer  # noqa: E402
+
+log = logging.getLogger("position_finetune")
+
+
+def one_circle(rng, n_objects=None) -> world.Scene:
+    return world.Scene("white", (world.Obj("red", "circle", "large", int(rng.integers(9))),))
+
+
+def always_position(scene: world.Scene, rng) -> str:
+    return world.caption(scene, rng, p_size=0.5, p_position=0.0, p_background=0.4, shuffle=True)
+
+
+def finetune(work: Path, minutes: float, t_min: int, data: str, seed: int = 123):
+    """The fine-tuned (unet, text encoder) and the number of steps taken."""
+    world.training_caption = always_position  # LatentCache looks these up at call time
+    if data == "one-circle":
+        world.sample_scene = one_circle
+    arch = Arch.from_dict(json.loads((work / "arch.json").read_text()))
+    vae = stages.load_vae(work, arch)
+    scale = float((work / "unet" / "scaling_factor.txt").read_text())
+    model = torch.nn.ModuleDict({"unet": build_unet(arch), "text": build_text_encoder(arch)})
+    model.load_state_dict(torch.load(work / "unet" / "ckpt.pt", weights_only=False)["ema"])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    sched = build_scheduler(arch)
+    snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
+    tok = clip_tokenizer()
+    cache = stages.LatentCache(vae, scale, seed, 32)
+    started, step = time.monotonic(), 0
+    while time.monotonic() - started < minutes * 60:
+        z, caps = cache.get(step)
+        ids = tok(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
+        t = torch.randint(t_min, 1000, (z.shape[0],))
+        noise = torch.randn_like(z)
+        cond = model["text"](ids.input_ids)[0]
+        pred = model["unet"](sched.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample
+        w, target = stages._loss_weight_and_target(sched, snr[t], z, noise, t)
+        loss = (w * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 100 == 0:
+            log.info("step %d, %.0f s, loss %.4f", step, time.monotonic() - started, loss.item())
+    return model, arch, step
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--work", type=Path, required=True, help="a `lusd train-shapes` work folder")
+    p.add_argument("--minutes", type=float, default=15.0)
+    p.add_argument("--t-min", type=int, default=0, help="sample t from [t_min, 1000)")
+    p.add_argument("--data", choices=("world", "one-circle"), default="world")
+    p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
+    p.add_argument("--name", default="position_finetune")
+    p.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    from lusd.shapes.evaluate import position_probe
+    from lusd.shapes.export import export_model
+    from lusd.shapes.generate import load_t2i
+
+    model, arch, steps = finetune(args.work, args.minutes, args.t_min, args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_work = Path(tmp)
+        (tmp_work / "unet").mkdir()
+        (tmp_work / "vae").symlink_to((args.work / "vae").resolve())
+        state = model.state_dict()
+        torch.save({"model": state, "ema": state}, tmp_work / "unet" / "ckpt.pt")
+        (tmp_work / "unet" / "scaling_factor.txt").write_text(
+            (args.work / "unet" / "scaling_factor.txt").read_text()
+        )
+        folder = export_model(tmp_work, arch, tmp_work / "model", lusd_config={})
+        probe = position_probe(load_t2i(folder), seeds=args.seeds)
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
+    result = {**settings, "steps": steps, "position_probe": probe}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    log.info("position probe %s", probe)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
