@@ -20,8 +20,9 @@ class Arch:
     text_hidden: int = 64
     text_layers: int = 3
     text_heads: int = 4
-    #: "sd": SD1.x's schedule with epsilon prediction (the shipped model); "linear-v":
-    #: DDPM's linear schedule with v-prediction (an experiment, see build_scheduler).
+    #: "sd": SD1.x's schedule with epsilon prediction (the shipped model); "linear" and
+    #: "linear-v": DDPM's linear schedule with epsilon / v-prediction (experiments, see
+    #: build_scheduler).
     noise_schedule: str = "sd"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -96,6 +97,8 @@ def build_text_encoder(arch: Arch):
 NOISE_SCHEDULES: dict[str, dict[str, Any]] = {
     "sd": dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                prediction_type="epsilon"),
+    "linear": dict(beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
+                   prediction_type="epsilon"),
     "linear-v": dict(beta_start=0.0001, beta_end=0.02, beta_schedule="linear",
                      prediction_type="v_prediction"),
 }  # fmt: skip
@@ -104,13 +107,14 @@ NOISE_SCHEDULES: dict[str, dict[str, Any]] = {
 def build_scheduler(arch: Arch | None = None):
     """The DDPM scheduler of ``arch.noise_schedule`` (1000 steps; default SD1.x's).
 
-    "linear-v" is the experiment of docs/shapes-model.md ("Why the model ignores position
-    words"): SD1.x's schedule leaves 6.8% of the signal at t = 999, enough on a 16x16
-    latent for the UNet to read the layout from its input at every step; DDPM's linear
-    schedule keeps 0.6%. And where the layout is hidden (low SNR) an epsilon loss barely
-    rewards getting it right (the gain scales with the SNR); v-prediction weights those
-    steps like an x0 loss.
+    "linear" and "linear-v" are the experiments of docs/shapes-model.md ("Why the model
+    ignores position words"): SD1.x's schedule leaves 6.8% of the signal at t = 999,
+    enough on a 16x16 latent for the UNet to read the layout from its input at every
+    step; DDPM's linear schedule keeps 0.6%. And where the layout is hidden (low SNR) an
+    epsilon loss barely rewards getting it right (the gain scales with the SNR);
+    v-prediction weights those steps like an x0 loss.
     """
+
     from diffusers import DDPMScheduler
 
     from lusd.errors import ConfigError
