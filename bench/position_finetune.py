@@ -9,7 +9,8 @@ on chosen data, then measures the position probe and writes JSON:
         --t-min 500 --name position_high_t
 
 ``--data one-circle``: every scene is one large red circle on white in a random cell, so
-the position is the only thing left to learn; ``world``: the training scenes. Captions
+the position is the only thing left to learn; ``one-object``: one object of any colour,
+shape and size on any background; ``world``: the training scenes (1-3 objects). Captions
 always name the position. Starts from the work folder's EMA weights; writes nothing there.
 """
 
@@ -40,15 +41,24 @@ def one_circle(rng, n_objects=None) -> world.Scene:
     return world.Scene("white", (world.Obj("red", "circle", "large", int(rng.integers(9))),))
 
 
-def always_position(scene: world.Scene, rng) -> str:
+_sample_scene = world.sample_scene
+
+
+def one_object(rng, n_objects=None) -> world.Scene:
+    return _sample_scene(rng, 1)
+
+
+DATA = {"one-circle": one_circle, "one-object": one_object}
+
+
+def always_position(scene: world.Scene, rng, p_position=None) -> str:
     return world.caption(scene, rng, p_size=0.5, p_position=0.0, p_background=0.4, shuffle=True)
 
 
 def finetune(work: Path, minutes: float, t_min: int, data: str, seed: int = 123):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
     world.training_caption = always_position  # LatentCache looks these up at call time
-    if data == "one-circle":
-        world.sample_scene = one_circle
+    world.sample_scene = DATA.get(data, _sample_scene)
     arch = Arch.from_dict(json.loads((work / "arch.json").read_text()))
     vae = stages.load_vae(work, arch)
     scale = float((work / "unet" / "scaling_factor.txt").read_text())
@@ -84,13 +94,16 @@ def main() -> int:
     p.add_argument("--work", type=Path, required=True, help="a `lusd train-shapes` work folder")
     p.add_argument("--minutes", type=float, default=15.0)
     p.add_argument("--t-min", type=int, default=0, help="sample t from [t_min, 1000)")
-    p.add_argument("--data", choices=("world", "one-circle"), default="world")
+    p.add_argument("--data", choices=("world", *DATA), default="world")
     p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
+    p.add_argument(
+        "--eval-prompts", type=int, default=0, help="also judge N seeded prompts (30 steps)"
+    )
     p.add_argument("--name", default="position_finetune")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from lusd.shapes.evaluate import position_probe
+    from lusd.shapes.evaluate import generation_eval, position_probe
     from lusd.shapes.export import export_model
     from lusd.shapes.generate import load_t2i
 
@@ -105,12 +118,14 @@ def main() -> int:
             (args.work / "unet" / "scaling_factor.txt").read_text()
         )
         folder = export_model(tmp_work, arch, tmp_work / "model", lusd_config={})
-        probe = position_probe(load_t2i(folder), seeds=args.seeds)
+        pipe = load_t2i(folder)
+        probe = position_probe(pipe, seeds=args.seeds)
+        quality = generation_eval(pipe, args.eval_prompts, steps=30)[0] if args.eval_prompts else {}
     settings = {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
-    result = {**settings, "steps": steps, "position_probe": probe}
+    result = {**settings, "steps": steps, "position_probe": probe, "generation": quality}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{args.name}.json").write_text(json.dumps(result, indent=1) + "\n")
-    log.info("position probe %s", probe)
+    log.info("position probe %s, generation %s", probe, quality)
     return 0
 
 

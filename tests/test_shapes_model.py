@@ -94,6 +94,35 @@ def test_loss_targets_and_weights_follow_the_prediction_type():
             assert target is noise
 
 
+class _PixelVAE(torch.nn.Module):
+    """Stands in for the VAE: 'encodes' an image to its 4x-downsampled first 4 channels."""
+
+    def encode(self, x):
+        from types import SimpleNamespace
+
+        z = torch.nn.functional.avg_pool2d(torch.cat([x, x[:, :1]], 1), 4)
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=z, std=torch.zeros_like(z)))
+
+
+def test_latent_cache_curriculum_names_the_position_of_one_object():
+    from lusd.shapes.oracle import parse_caption
+    from lusd.shapes.stages import LatentCache
+
+    cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=16)
+    for step in range(16):  # curriculum: one object, its position always named
+        _, caps = cache.get(step)
+        assert {len(s.objects) for s in cache._scenes} == {1}
+        for cap in filter(None, caps):
+            (obj,), _ = parse_caption(cap)
+            assert obj.cell is not None, cap
+    counts, unnamed = set(), 0
+    for step in range(16, 48):  # then the full mix with the usual clause dropout
+        _, caps = cache.get(step)
+        counts |= {len(s.objects) for s in cache._scenes}
+        unnamed += sum(o.cell is None for c in filter(None, caps) for o in parse_caption(c)[0])
+    assert counts == {1, 2, 3} and unnamed > 0
+
+
 def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     from lusd.loading import load_pipeline
     from lusd.shapes.train import main

@@ -33,6 +33,12 @@ def train_shapes(
     stages: str = typer.Option(None, "--stages", help="Any of vae,unet,export (default: all)."),
     vae_minutes: float = typer.Option(None, "--vae-minutes", help="Default: the recipe's."),
     unet_minutes: float = typer.Option(None, "--unet-minutes", help="Default: the recipe's."),
+    position_steps: int = typer.Option(
+        None,
+        "--position-steps",
+        min=0,
+        help="UNet steps of the one-object curriculum. Default: the recipe's.",
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
@@ -47,6 +53,7 @@ def train_shapes(
         "--stages": stages,
         "--vae-minutes": vae_minutes,
         "--unet-minutes": unet_minutes,
+        "--position-steps": position_steps,
         "--arch": arch,
     }
     for flag, value in given.items():

@@ -134,18 +134,26 @@ class LatentCache:
     every block of ``BLOCK`` steps renders ``BLOCK * batch / REUSE`` new scenes, encodes
     them once (mean and std), and each step draws its batch from them with a fresh
     posterior sample and a fresh training caption. Everything is a function of the step.
+
+    Curriculum: during the first ``position_steps`` steps every scene has one object and
+    every caption names its position (docs/shapes-model.md, "Why the model ignores
+    position words": in the full mix the position words carry too little signal to be
+    learned at all; alone, they are).
     """
 
     BLOCK, REUSE = 8, 4
 
-    def __init__(self, vae, scale: float, seed: int, batch: int, p_uncond: float = 0.1) -> None:
-        self.vae, self.scale, self.seed, self.batch, self.p_uncond = (
-            vae,
-            scale,
-            seed,
-            batch,
-            p_uncond,
-        )
+    def __init__(
+        self,
+        vae,
+        scale: float,
+        seed: int,
+        batch: int,
+        p_uncond: float = 0.1,
+        position_steps: int = 0,
+    ) -> None:
+        self.vae, self.scale, self.seed, self.batch = vae, scale, seed, batch
+        self.p_uncond, self.position_steps = p_uncond, position_steps
         self._block = -1
         self._scenes: list = []
         self._mean = self._std = torch.empty(0)
@@ -156,11 +164,15 @@ class LatentCache:
 
         rng = batch_rng(self.seed, "unet-scenes", block)
         n = self.BLOCK * self.batch // self.REUSE
-        self._scenes = [sample_scene(rng) for _ in range(n)]
+        n_objects = 1 if self._in_curriculum(block) else None
+        self._scenes = [sample_scene(rng, n_objects) for _ in range(n)]
         x = to_tensor([render(s) for s in self._scenes])
         dist = self.vae.encode(x).latent_dist
         self._mean, self._std = dist.mean, dist.std
         self._block = block
+
+    def _in_curriculum(self, block: int) -> bool:
+        return block * self.BLOCK < self.position_steps
 
     def get(self, step: int) -> tuple[torch.Tensor, list[str]]:
         from lusd.shapes.world import training_caption
@@ -172,8 +184,11 @@ class LatentCache:
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         mean, std = self._mean[idx], self._std[idx]
         z = (mean + std * torch.randn(mean.shape, generator=gen)) * self.scale
+        p_position = 0.0 if self._in_curriculum(self._block) else None
         caps = [
-            training_caption(self._scenes[i], rng) if rng.random() >= self.p_uncond else ""
+            training_caption(self._scenes[i], rng, p_position)
+            if rng.random() >= self.p_uncond
+            else ""
             for i in idx
         ]
         return z, caps
@@ -259,7 +274,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
 
     bar = _bar(run, args)
     model.train()
-    cache = LatentCache(vae, sf, args.seed, run.spec.batch)
+    cache = LatentCache(vae, sf, args.seed, run.spec.batch, position_steps=args.position_steps)
     while not run.finished():
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
         z, caps = cache.get(run.step)

@@ -124,6 +124,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--kl-weight", type=float, default=1e-6)
+    p.add_argument(
+        "--position-steps",
+        type=int,
+        default=0,
+        help="curriculum: the first N UNet steps see one object per scene, position named",
+    )
     p.add_argument("--offset-noise", type=float, default=0.15, help="low-frequency noise")
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
