@@ -113,7 +113,7 @@ def test_shapes_model_batch_is_judged_by_the_oracle(tmp_path):
     assert result.exit_code == 0, result.output + result.stderr
     with Journal(out / "journal.sqlite") as j:
         metrics = j.metrics()
-        assert j.get_meta("model") == "shapes"
+        assert j.get_meta("model").startswith("shapes@")
     assert len(metrics) == 2
     for m in metrics.values():
         assert m["oracle_success"] in (0.0, 1.0) and m["oracle_bg_change"] >= 0

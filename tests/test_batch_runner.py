@@ -79,6 +79,25 @@ def test_changed_config_needs_rerun_changed(tmp_path):
         assert sorted(r["unet_calls"] for r in j.jobs()) == [3, 5]
 
 
+def test_rows_made_with_other_weights_are_changed(tmp_path):
+    model = tmp_path / "model"
+    (model / "unet").mkdir(parents=True)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"first weights")
+    (model / "README.md").write_text("notes")
+    manifest, out = write_manifest(tmp_path, 2), tmp_path / "out"
+    opts = dict(model=str(model), oracle=False)
+    assert run_batch(BatchOptions(manifest, out, **opts), FakeFactory()).done == 2
+    (model / "README.md").write_text("other notes")  # not weights: nothing to redo
+    s = run_batch(BatchOptions(manifest, out, **opts), FakeFactory())
+    assert (s.to_run, s.skipped_done, len(s.changed)) == (0, 2, 0)
+    weights.write_bytes(b"retrained weights")  # same folder, new weights: every row is stale
+    s = run_batch(BatchOptions(manifest, out, **opts), FakeFactory())
+    assert (s.to_run, len(s.changed)) == (0, 2)
+    with Journal(out / "journal.sqlite") as j:
+        assert j.get_meta("model").startswith(f"{model.resolve()}@")
+
+
 def test_missing_or_tampered_output_is_redone(tmp_path):
     manifest = write_manifest(tmp_path, 2)
     out = tmp_path / "out"

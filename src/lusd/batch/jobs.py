@@ -51,12 +51,37 @@ def _model_folder(model: str | None) -> Path | None:
     return p if p.is_dir() else None
 
 
+WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".ckpt", ".pt", ".pth"})
+
+
 def model_key(model: str | None) -> str:
-    """Stable name of the model for the journal ("shapes" for the shipped model)."""
+    """The model's name and weights for the journal: ``"shapes@<hash>"`` for the shipped
+    model, ``"/abs/path@<hash>"`` for a local folder or file, a hub id as given.
+
+    The weights' hash is in every row's config hash, so rows made with other weights
+    (a retrained or replaced model in the same folder) are stale and run again.
+    """
     if model is None:
-        return "shapes"
+        from lusd.shapes import SHAPES_MODEL_DIR
+
+        return f"shapes@{weights_stamp(Path(SHAPES_MODEL_DIR))}"
     p = Path(model).expanduser()
-    return str(p.resolve()) if p.exists() else model
+    return f"{p.resolve()}@{weights_stamp(p)}" if p.exists() else model
+
+
+def weights_stamp(path: Path) -> str:
+    """Short content hash of the weight files of a model folder (or of one weights file)."""
+    files = [path] if path.is_file() else sorted(f for f in path.rglob("*") if _is_weights(f))
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(f.relative_to(path).as_posix().encode() if f != path else b"")
+        with f.open("rb") as fh:
+            digest.update(hashlib.file_digest(fh, "sha256").digest())
+    return digest.hexdigest()[:12]
+
+
+def _is_weights(path: Path) -> bool:
+    return path.suffix in WEIGHT_SUFFIXES and path.is_file()
 
 
 def config_hash(row: ManifestRow, config: EditConfig, model: str) -> str:

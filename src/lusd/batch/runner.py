@@ -197,11 +197,14 @@ def _outputs_intact(outdir: Path, row: Any) -> bool:
     )
 
 
-def prepare(opts: BatchOptions) -> tuple[list[JobSpec], list[RowError]]:
-    """Read and validate the manifest; every bad row is returned, none raised (unless strict)."""
+def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowError]]:
+    """Read and validate the manifest; every bad row is returned, none raised (unless strict).
+
+    ``model`` is the journal's name of the model (``jobs.model_key``).
+    """
     manifest = read_manifest(opts.manifest, default_seed=opts.seed, default_preset=opts.preset)
     base = model_default_config(opts.model_config or opts.model)
-    jobs, cfg_errors = build_jobs(manifest.rows, base, model_key(opts.model), opts.overrides)
+    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides)
     bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
     if bad and opts.strict:
         lines = "; ".join(str(e) for e in bad[:20])
@@ -222,7 +225,8 @@ def run_batch(
         raise ConfigError(f"unknown backend {opts.backend!r}: use local or ray")
     if opts.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
-    jobs, bad = prepare(opts)
+    model = model_key(opts.model)
+    jobs, bad = prepare(opts, model)
     manifest_sha = read_manifest_sha(opts.manifest)
     factory = editor_factory or PipelineEditorFactory(
         opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads, opts.model_config
@@ -231,7 +235,7 @@ def run_batch(
         journal = open_journal(opts.outdir, opts.manifest, manifest_sha)
         try:
             journal.set_meta(
-                model=model_key(opts.model),
+                model=model,
                 bad_rows=json.dumps([{"line": e.line, "message": e.message} for e in bad]),
                 oracle=json.dumps(opts.oracle if opts.oracle is not None else opts.model is None),
             )
