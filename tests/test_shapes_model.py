@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -108,19 +109,36 @@ def test_latent_cache_curriculum_names_the_position_of_one_object():
     from lusd.shapes.oracle import parse_caption
     from lusd.shapes.stages import LatentCache
 
-    cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=16)
-    for step in range(16):  # curriculum: one object, its position always named
+    cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=(16, 32))
+    for step in range(16, 32):  # curriculum: one object, its position always named
         _, caps = cache.get(step)
         assert {len(s.objects) for s in cache._scenes} == {1}
         for cap in filter(None, caps):
             (obj,), _ = parse_caption(cap)
             assert obj.cell is not None, cap
     counts, unnamed = set(), 0
-    for step in range(16, 48):  # then the full mix with the usual clause dropout
+    for step in [*range(16), *range(32, 48)]:  # else the full mix, usual clause dropout
         _, caps = cache.get(step)
         counts |= {len(s.objects) for s in cache._scenes}
         unnamed += sum(o.cell is None for c in filter(None, caps) for o in parse_caption(c)[0])
     assert counts == {1, 2, 3} and unnamed > 0
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0:2400", (0, 2400)), ("3700:", (3700, sys.maxsize)), (":5", (0, 5)), ("5", None),
+     ("9:3", None), ("a:b", None), ("-1:4", None)],
+)  # fmt: skip
+def test_position_steps_parse_as_a_step_range(text, expected):
+    import argparse
+
+    from lusd.shapes.train import step_range
+
+    if expected is None:
+        with pytest.raises(argparse.ArgumentTypeError, match="START:END"):
+            step_range(text)
+    else:
+        assert step_range(text) == expected
 
 
 def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):

@@ -33,11 +33,11 @@ def train_shapes(
     stages: str = typer.Option(None, "--stages", help="Any of vae,unet,export (default: all)."),
     vae_minutes: float = typer.Option(None, "--vae-minutes", help="Default: the recipe's."),
     unet_minutes: float = typer.Option(None, "--unet-minutes", help="Default: the recipe's."),
-    position_steps: int = typer.Option(
+    position_steps: str = typer.Option(
         None,
         "--position-steps",
-        min=0,
-        help="UNet steps of the one-object curriculum. Default: the recipe's.",
+        metavar="START:END",
+        help="UNet steps of the one-object curriculum. Default: the recipe's (none).",
     ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:

@@ -135,10 +135,10 @@ class LatentCache:
     them once (mean and std), and each step draws its batch from them with a fresh
     posterior sample and a fresh training caption. Everything is a function of the step.
 
-    Curriculum: during the first ``position_steps`` steps every scene has one object and
-    every caption names its position (docs/shapes-model.md, "Why the model ignores
-    position words": in the full mix the position words carry too little signal to be
-    learned at all; alone, they are).
+    Curriculum: during the steps ``position_steps`` = (start, end) every scene has one
+    object and every caption names its position (docs/shapes-model.md, "Why the model
+    ignores position words": in the full mix the position words carry too little signal
+    to be learned at all).
     """
 
     BLOCK, REUSE = 8, 4
@@ -150,7 +150,7 @@ class LatentCache:
         seed: int,
         batch: int,
         p_uncond: float = 0.1,
-        position_steps: int = 0,
+        position_steps: tuple[int, int] = (0, 0),
     ) -> None:
         self.vae, self.scale, self.seed, self.batch = vae, scale, seed, batch
         self.p_uncond, self.position_steps = p_uncond, position_steps
@@ -172,7 +172,8 @@ class LatentCache:
         self._block = block
 
     def _in_curriculum(self, block: int) -> bool:
-        return block * self.BLOCK < self.position_steps
+        start, end = self.position_steps
+        return start <= block * self.BLOCK < end
 
     def get(self, step: int) -> tuple[torch.Tensor, list[str]]:
         from lusd.shapes.world import training_caption

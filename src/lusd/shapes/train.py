@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +108,18 @@ class Run:
             self._last_ckpt = time.monotonic()
 
 
+def step_range(text: str) -> tuple[int, int]:
+    """``"START:END"`` (END may be empty: no end) -> (start, end), 0 <= start <= end."""
+    start, sep, end = text.partition(":")
+    try:
+        lo, hi = int(start or 0), int(end) if end else sys.maxsize
+    except ValueError:
+        lo = hi = -1
+    if not sep or not 0 <= lo <= hi:
+        raise argparse.ArgumentTypeError(f"expected START:END step numbers, got {text!r}")
+    return lo, hi
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lusd.shapes.train", description=__doc__)
     p.add_argument("--work", type=Path, default=Path("shapes-train"), help="checkpoint folder")
@@ -126,9 +139,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kl-weight", type=float, default=1e-6)
     p.add_argument(
         "--position-steps",
-        type=int,
-        default=0,
-        help="curriculum: the first N UNet steps see one object per scene, position named",
+        type=step_range,
+        default=(0, 0),
+        metavar="START:END",
+        help="curriculum: UNet steps [START, END) see one object per scene, position named "
+        "(END may be left out: to the end)",
     )
     p.add_argument("--offset-noise", type=float, default=0.15, help="low-frequency noise")
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
