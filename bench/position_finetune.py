@@ -55,7 +55,9 @@ def always_position(scene: world.Scene, rng, p_position=None) -> str:
     return world.caption(scene, rng, p_size=0.5, p_position=0.0, p_background=0.4, shuffle=True)
 
 
-def finetune(work: Path, minutes: float, t_min: int, data: str, seed: int = 123):
+def finetune(
+    work: Path, minutes: float, t_min: int, data: str, x0_cap: float = 0.0, seed: int = 123
+):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
     world.training_caption = always_position  # LatentCache looks these up at call time
     world.sample_scene = DATA.get(data, _sample_scene)
@@ -78,6 +80,8 @@ def finetune(work: Path, minutes: float, t_min: int, data: str, seed: int = 123)
         cond = model["text"](ids.input_ids)[0]
         pred = model["unet"](sched.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample
         w, target = stages._loss_weight_and_target(sched, snr[t], z, noise, t)
+        if x0_cap > 0:  # epsilon loss / SNR = x0 loss: the steps where the layout is hidden
+            w = w * (1 / snr[t]).clamp(1.0, x0_cap).float()
         loss = (w * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()
         opt.zero_grad()
         loss.backward()
@@ -95,6 +99,9 @@ def main() -> int:
     p.add_argument("--minutes", type=float, default=15.0)
     p.add_argument("--t-min", type=int, default=0, help="sample t from [t_min, 1000)")
     p.add_argument("--data", choices=("world", *DATA), default="world")
+    p.add_argument(
+        "--x0-cap", type=float, default=0.0, help="weight low-SNR steps like an x0 loss, capped"
+    )
     p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
     p.add_argument(
         "--eval-prompts", type=int, default=0, help="also judge N seeded prompts (30 steps)"
@@ -107,7 +114,7 @@ def main() -> int:
     from lusd.shapes.export import export_model
     from lusd.shapes.generate import load_t2i
 
-    model, arch, steps = finetune(args.work, args.minutes, args.t_min, args.data)
+    model, arch, steps = finetune(args.work, args.minutes, args.t_min, args.data, args.x0_cap)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_work = Path(tmp)
         (tmp_work / "unet").mkdir()
