@@ -10,7 +10,8 @@ on chosen data, then measures the position probe and writes JSON:
 
 ``--data one-circle``: every scene is one large red circle on white in a random cell, so
 the position is the only thing left to learn; ``one-object``: one object of any colour,
-shape and size on any background; ``world``: the training scenes (1-3 objects). Captions
+shape and size on any background; ``drill``: half one-circle, half training scenes;
+``world``: the training scenes (1-3 objects). Captions
 always name the position. Starts from the work folder's EMA weights; writes nothing there.
 """
 
@@ -48,7 +49,11 @@ def one_object(rng, n_objects=None) -> world.Scene:
     return _sample_scene(rng, 1)
 
 
-DATA = {"one-circle": one_circle, "one-object": one_object}
+def drill(rng, n_objects=None) -> world.Scene:
+    return one_circle(rng) if rng.random() < 0.5 else _sample_scene(rng)
+
+
+DATA = {"one-circle": one_circle, "one-object": one_object, "drill": drill}
 
 
 def always_position(scene: world.Scene, rng, p_position=None) -> str:
