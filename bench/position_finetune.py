@@ -9,10 +9,13 @@ on chosen data, then measures the position probe and writes JSON:
         --t-min 500 --name position_high_t
 
 ``--data one-circle``: every scene is one large red circle on white in a random cell, so
-the position is the only thing left to learn; ``one-object``: one object of any colour,
+the position is the only thing left to learn (with ``--scratch``: the only thing to
+learn besides drawing that circle); ``one-object``: one object of any colour,
 shape and size on any background; ``drill``: half one-circle, half training scenes;
 ``world``: the training scenes (1-3 objects). Captions
-always name the position. Starts from the work folder's EMA weights; writes nothing there.
+always name the position. Starts from the work folder's EMA weights (or, with
+``--scratch``, from random ones); writes nothing there. ``--minutes 0`` measures the
+work folder's own weights.
 """
 
 from __future__ import annotations
@@ -61,7 +64,13 @@ def always_position(scene: world.Scene, rng, p_position=None) -> str:
 
 
 def finetune(
-    work: Path, minutes: float, t_min: int, data: str, x0_cap: float = 0.0, seed: int = 123
+    work: Path,
+    minutes: float,
+    t_min: int,
+    data: str,
+    x0_cap: float = 0.0,
+    scratch: bool = False,
+    seed: int = 123,
 ):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
     world.training_caption = always_position  # LatentCache looks these up at call time
@@ -70,14 +79,17 @@ def finetune(
     vae = stages.load_vae(work, arch)
     scale = float((work / "unet" / "scaling_factor.txt").read_text())
     model = torch.nn.ModuleDict({"unet": build_unet(arch), "text": build_text_encoder(arch)})
-    model.load_state_dict(torch.load(work / "unet" / "ckpt.pt", weights_only=False)["ema"])
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-4, weight_decay=0.01)
+    if not scratch:
+        model.load_state_dict(torch.load(work / "unet" / "ckpt.pt", weights_only=False)["ema"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3 if scratch else 3e-4, weight_decay=0.01)
     sched = build_scheduler(arch)
     snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
     tok = clip_tokenizer()
     cache = stages.LatentCache(vae, scale, seed, 32)
     started, step = time.monotonic(), 0
+    lr, warmup = opt.param_groups[0]["lr"], 100 if scratch else 1
     while time.monotonic() - started < minutes * 60:
+        opt.param_groups[0]["lr"] = lr * min(1.0, (step + 1) / warmup)
         z, caps = cache.get(step)
         ids = tok(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         t = torch.randint(t_min, 1000, (z.shape[0],))
@@ -107,6 +119,9 @@ def main() -> int:
     p.add_argument(
         "--x0-cap", type=float, default=0.0, help="weight low-SNR steps like an x0 loss, capped"
     )
+    p.add_argument(
+        "--scratch", action="store_true", help="start from random weights (lr 1e-3), not the EMA"
+    )
     p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
     p.add_argument(
         "--eval-prompts", type=int, default=0, help="also judge N seeded prompts (30 steps)"
@@ -119,7 +134,9 @@ def main() -> int:
     from lusd.shapes.export import export_model
     from lusd.shapes.generate import load_t2i
 
-    model, arch, steps = finetune(args.work, args.minutes, args.t_min, args.data, args.x0_cap)
+    model, arch, steps = finetune(
+        args.work, args.minutes, args.t_min, args.data, args.x0_cap, args.scratch
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp_work = Path(tmp)
         (tmp_work / "unet").mkdir()
