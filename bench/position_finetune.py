@@ -70,6 +70,7 @@ def finetune(
     data: str,
     x0_cap: float = 0.0,
     scratch: bool = False,
+    lr: float | None = None,
     seed: int = 123,
 ):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
@@ -81,13 +82,14 @@ def finetune(
     model = torch.nn.ModuleDict({"unet": build_unet(arch), "text": build_text_encoder(arch)})
     if not scratch:
         model.load_state_dict(torch.load(work / "unet" / "ckpt.pt", weights_only=False)["ema"])
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3 if scratch else 3e-4, weight_decay=0.01)
+    lr = lr or (1e-3 if scratch else 3e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     sched = build_scheduler(arch)
     snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
     tok = clip_tokenizer()
     cache = stages.LatentCache(vae, scale, seed, 32)
     started, step = time.monotonic(), 0
-    lr, warmup = opt.param_groups[0]["lr"], 100 if scratch else 1
+    warmup = 100 if scratch else 1
     while time.monotonic() - started < minutes * 60:
         opt.param_groups[0]["lr"] = lr * min(1.0, (step + 1) / warmup)
         z, caps = cache.get(step)
@@ -122,9 +124,13 @@ def main() -> int:
     p.add_argument(
         "--scratch", action="store_true", help="start from random weights (lr 1e-3), not the EMA"
     )
+    p.add_argument("--lr", type=float, help="default 3e-4 (1e-3 with --scratch)")
     p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
     p.add_argument(
         "--eval-prompts", type=int, default=0, help="also judge N seeded prompts (30 steps)"
+    )
+    p.add_argument(
+        "--save-work", type=Path, help="keep the result as a work folder (a new path) to go on from"
     )
     p.add_argument("--name", default="position_finetune")
     p.add_argument("--out", type=Path, default=Path("bench/results"))
@@ -135,12 +141,13 @@ def main() -> int:
     from lusd.shapes.generate import load_t2i
 
     model, arch, steps = finetune(
-        args.work, args.minutes, args.t_min, args.data, args.x0_cap, args.scratch
+        args.work, args.minutes, args.t_min, args.data, args.x0_cap, args.scratch, args.lr
     )
     with tempfile.TemporaryDirectory() as tmp:
-        tmp_work = Path(tmp)
-        (tmp_work / "unet").mkdir()
+        tmp_work = args.save_work or Path(tmp)
+        (tmp_work / "unet").mkdir(parents=True)
         (tmp_work / "vae").symlink_to((args.work / "vae").resolve())
+        (tmp_work / "arch.json").write_text((args.work / "arch.json").read_text())
         state = model.state_dict()
         torch.save({"model": state, "ema": state}, tmp_work / "unet" / "ckpt.pt")
         (tmp_work / "unet" / "scaling_factor.txt").write_text(
