@@ -59,7 +59,7 @@ def model_key(model: str | None) -> str:
     model, ``"/abs/path@<hash>"`` for a local folder or file, a hub id as given.
 
     The weights' hash is in every row's config hash, so rows made with other weights
-    (a retrained or replaced model in the same folder) are stale and run again.
+    (a retrained or replaced model in the same folder) are reported as changed.
     """
     if model is None:
         from lusd.shapes import SHAPES_MODEL_DIR

@@ -135,10 +135,9 @@ class LatentCache:
     them once (mean and std), and each step draws its batch from them with a fresh
     posterior sample and a fresh training caption. Everything is a function of the step.
 
-    Curriculum: during the steps ``position_steps`` = (start, end) every scene has one
-    object and every caption names its position (docs/shapes-model.md, "Why the model
-    ignores position words": in the full mix the position words carry too little signal
-    to be learned at all).
+    Curriculum (an experiment, docs/shapes-model.md "Why the model ignores position
+    words"): during the steps ``position_steps`` = (start, end) every scene has one
+    object and every caption names its position.
     """
 
     BLOCK, REUSE = 8, 4
@@ -185,9 +184,9 @@ class LatentCache:
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         mean, std = self._mean[idx], self._std[idx]
         z = (mean + std * torch.randn(mean.shape, generator=gen)) * self.scale
-        p_position = 0.0 if self._in_curriculum(self._block) else None
+        always_position = {"p_position": 0.0} if self._in_curriculum(self._block) else {}
         caps = [
-            training_caption(self._scenes[i], rng, p_position)
+            training_caption(self._scenes[i], rng, **always_position)
             if rng.random() >= self.p_uncond
             else ""
             for i in idx

@@ -142,12 +142,8 @@ def caption(
     return text
 
 
-def training_caption(
-    scene: Scene, rng: np.random.Generator, p_position: float | None = None
-) -> str:
-    """Caption with the training-time clause dropout (size, position (default 0.4),
-    background)."""
-    p_position = 0.4 if p_position is None else p_position
+def training_caption(scene: Scene, rng: np.random.Generator, p_position: float = 0.4) -> str:
+    """Caption with the training-time clause dropout (size, position, background)."""
     return caption(scene, rng, p_size=0.5, p_position=p_position, p_background=0.4, shuffle=True)
 
 
