@@ -42,7 +42,7 @@ log = logging.getLogger("position_finetune")
 
 
 def one_circle(rng, n_objects=None) -> world.Scene:
-    return world.Scene("white", (world.Obj("red", "circle", "large", int(rng.integers(9))),))
+    return stages.position_drill_scene(rng)
 
 
 _sample_scene = world.sample_scene

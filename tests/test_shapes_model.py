@@ -105,17 +105,20 @@ class _PixelVAE(torch.nn.Module):
         return SimpleNamespace(latent_dist=SimpleNamespace(mean=z, std=torch.zeros_like(z)))
 
 
-def test_latent_cache_curriculum_names_the_position_of_one_object():
+def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     from lusd.shapes.oracle import parse_caption
     from lusd.shapes.stages import LatentCache
 
     cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=(16, 32))
-    for step in range(16, 32):  # curriculum: one object, its position always named
+    cells = set()
+    for step in range(16, 32):  # curriculum: one red circle, its position always named
         _, caps = cache.get(step)
-        assert {len(s.objects) for s in cache._scenes} == {1}
+        assert {(s.background, len(s.objects)) for s in cache._scenes} == {("white", 1)}
         for cap in filter(None, caps):
             (obj,), _ = parse_caption(cap)
-            assert obj.cell is not None, cap
+            assert (obj.color, obj.shape) == ("red", "circle") and obj.cell is not None, cap
+            cells.add(obj.cell)
+    assert cells == set(range(9))
     counts, unnamed = set(), 0
     for step in [*range(16), *range(32, 48)]:  # else the full mix, usual clause dropout
         _, caps = cache.get(step)

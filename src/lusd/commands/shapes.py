@@ -37,7 +37,7 @@ def train_shapes(
         None,
         "--position-steps",
         metavar="START:END",
-        help="UNet steps of the one-object curriculum. Default: the recipe's (none).",
+        help="UNet steps of the position curriculum (one red circle). Default: none.",
     ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:

@@ -13,6 +13,7 @@ from tqdm import tqdm
 from lusd.shapes.data import batch_rng, image_batch, to_tensor
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
 from lusd.shapes.train import Run, lr_at
+from lusd.shapes.world import Obj, Scene
 
 log = logging.getLogger(__name__)
 
@@ -135,9 +136,10 @@ class LatentCache:
     them once (mean and std), and each step draws its batch from them with a fresh
     posterior sample and a fresh training caption. Everything is a function of the step.
 
-    Curriculum (an experiment, docs/shapes-model.md "Why the model ignores position
-    words"): during the steps ``position_steps`` = (start, end) every scene has one
-    object and every caption names its position.
+    Curriculum (docs/shapes-model.md, "Why the model ignores position words"): during
+    the steps ``position_steps`` = (start, end) every scene is one large red circle on
+    white in a random cell and every caption names its position. Position is then the
+    only thing to learn, and this is the one data mix measured to teach it.
     """
 
     BLOCK, REUSE = 8, 4
@@ -163,8 +165,8 @@ class LatentCache:
 
         rng = batch_rng(self.seed, "unet-scenes", block)
         n = self.BLOCK * self.batch // self.REUSE
-        n_objects = 1 if self._in_curriculum(block) else None
-        self._scenes = [sample_scene(rng, n_objects) for _ in range(n)]
+        scene = position_drill_scene if self._in_curriculum(block) else sample_scene
+        self._scenes = [scene(rng) for _ in range(n)]
         x = to_tensor([render(s) for s in self._scenes])
         dist = self.vae.encode(x).latent_dist
         self._mean, self._std = dist.mean, dist.std
@@ -192,6 +194,11 @@ class LatentCache:
             for i in idx
         ]
         return z, caps
+
+
+def position_drill_scene(rng) -> Scene:
+    """One large red circle on white in a random cell: only its position varies."""
+    return Scene("white", (Obj("red", "circle", "large", int(rng.integers(9))),))
 
 
 def _training_noise(z: torch.Tensor, strength: float) -> torch.Tensor:
