@@ -71,6 +71,7 @@ def finetune(
     x0_cap: float = 0.0,
     scratch: bool = False,
     lr: float | None = None,
+    offset_noise: float = 0.0,
     seed: int = 123,
 ):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
@@ -95,7 +96,7 @@ def finetune(
         z, caps = cache.get(step)
         ids = tok(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         t = torch.randint(t_min, 1000, (z.shape[0],))
-        noise = torch.randn_like(z)
+        noise = stages._training_noise(z, offset_noise)
         cond = model["text"](ids.input_ids)[0]
         pred = model["unet"](sched.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample
         w, target = stages._loss_weight_and_target(sched, snr[t], z, noise, t)
@@ -125,6 +126,9 @@ def main() -> int:
         "--scratch", action="store_true", help="start from random weights (lr 1e-3), not the EMA"
     )
     p.add_argument("--lr", type=float, help="default 3e-4 (1e-3 with --scratch)")
+    p.add_argument(
+        "--offset-noise", type=float, default=0.0, help="the recipe's low-frequency noise"
+    )
     p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
     p.add_argument(
         "--eval-prompts", type=int, default=0, help="also judge N seeded prompts (30 steps)"
@@ -141,7 +145,14 @@ def main() -> int:
     from lusd.shapes.generate import load_t2i
 
     model, arch, steps = finetune(
-        args.work, args.minutes, args.t_min, args.data, args.x0_cap, args.scratch, args.lr
+        args.work,
+        args.minutes,
+        args.t_min,
+        args.data,
+        args.x0_cap,
+        args.scratch,
+        args.lr,
+        args.offset_noise,
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp_work = args.save_work or Path(tmp)
