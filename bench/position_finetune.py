@@ -45,7 +45,7 @@ def one_circle(rng, n_objects=None) -> world.Scene:
     return stages.position_drill_scene(rng)
 
 
-_sample_scene = world.sample_scene
+_sample_scene, _training_caption = world.sample_scene, world.training_caption
 
 
 def one_object(rng, n_objects=None) -> world.Scene:
@@ -60,7 +60,7 @@ DATA = {"one-circle": one_circle, "one-object": one_object, "drill": drill}
 
 
 def always_position(scene: world.Scene, rng, p_position=None) -> str:
-    return world.caption(scene, rng, p_size=0.5, p_position=0.0, p_background=0.4, shuffle=True)
+    return _training_caption(scene, rng, p_position=0.0)
 
 
 def finetune(
@@ -149,10 +149,10 @@ def main() -> int:
         args.minutes,
         args.t_min,
         args.data,
-        args.x0_cap,
-        args.scratch,
-        args.lr,
-        args.offset_noise,
+        x0_cap=args.x0_cap,
+        scratch=args.scratch,
+        lr=args.lr,
+        offset_noise=args.offset_noise,
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp_work = args.save_work or Path(tmp)
