@@ -93,3 +93,17 @@ def test_train_shapes_names_a_work_folder_it_cannot_create(tmp_path):
     result = runner.invoke(app, ["train-shapes", "--work", str(blocker / "work")])
     assert result.exit_code == 1, result.output
     assert f"cannot use {blocker / 'work'}" in result.output and "unexpected" not in result.output
+
+
+def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monkeypatch):
+    import lusd.shapes.train as train
+
+    seen: list[list[str]] = []
+    monkeypatch.setattr(train, "main", lambda argv: seen.append(argv) or 0)
+    args = ["--work", str(tmp_path), "--position-steps", "0:10", "--offset-noise", "0"]
+    result = runner.invoke(app, ["train-shapes", *args])
+    assert result.exit_code == 0, result.output
+    argv = seen[0]
+    assert argv[argv.index("--position-steps") + 1] == "0:10"
+    assert float(argv[argv.index("--offset-noise") + 1]) == 0.0
+    assert "--seed" not in argv and "--unet-minutes" not in argv

@@ -113,6 +113,7 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     cells = set()
     for step in range(16, 32):  # curriculum: one red circle, its position always named
         _, caps = cache.get(step)
+        assert cache.in_curriculum(step)  # the trainer also drops the low-frequency noise
         assert {(s.background, len(s.objects)) for s in cache._scenes} == {("white", 1)}
         for cap in filter(None, caps):
             (obj,), _ = parse_caption(cap)
@@ -122,6 +123,7 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     counts, unnamed = set(), 0
     for step in [*range(16), *range(32, 48)]:  # else the full mix, usual clause dropout
         _, caps = cache.get(step)
+        assert not cache.in_curriculum(step)
         counts |= {len(s.objects) for s in cache._scenes}
         unnamed += sum(o.cell is None for c in filter(None, caps) for o in parse_caption(c)[0])
     assert counts == {1, 2, 3} and unnamed > 0

@@ -37,7 +37,10 @@ def train_shapes(
         None,
         "--position-steps",
         metavar="START:END",
-        help="UNet steps of the position curriculum (one red circle). Default: none.",
+        help="UNet steps of the position curriculum (one red circle). Default: the recipe's.",
+    ),
+    offset_noise: float = typer.Option(
+        None, "--offset-noise", min=0.0, help="Low-frequency training noise. Default: the recipe's."
     ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
@@ -54,6 +57,7 @@ def train_shapes(
         "--vae-minutes": vae_minutes,
         "--unet-minutes": unet_minutes,
         "--position-steps": position_steps,
+        "--offset-noise": offset_noise,
         "--arch": arch,
     }
     for flag, value in given.items():

@@ -165,16 +165,17 @@ class LatentCache:
 
         rng = batch_rng(self.seed, "unet-scenes", block)
         n = self.BLOCK * self.batch // self.REUSE
-        scene = position_drill_scene if self._in_curriculum(block) else sample_scene
+        scene = position_drill_scene if self.in_curriculum(block * self.BLOCK) else sample_scene
         self._scenes = [scene(rng) for _ in range(n)]
         x = to_tensor([render(s) for s in self._scenes])
         dist = self.vae.encode(x).latent_dist
         self._mean, self._std = dist.mean, dist.std
         self._block = block
 
-    def _in_curriculum(self, block: int) -> bool:
+    def in_curriculum(self, step: int) -> bool:
+        """Whether ``step``'s block belongs to the red-circle phase."""
         start, end = self.position_steps
-        return start <= block * self.BLOCK < end
+        return start <= step // self.BLOCK * self.BLOCK < end
 
     def get(self, step: int) -> tuple[torch.Tensor, list[str]]:
         from lusd.shapes.world import training_caption
@@ -186,7 +187,7 @@ class LatentCache:
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         mean, std = self._mean[idx], self._std[idx]
         z = (mean + std * torch.randn(mean.shape, generator=gen)) * self.scale
-        always_position = {"p_position": 0.0} if self._in_curriculum(self._block) else {}
+        always_position = {"p_position": 0.0} if self.in_curriculum(step) else {}
         caps = [
             training_caption(self._scenes[i], rng, **always_position)
             if rng.random() >= self.p_uncond
@@ -289,7 +290,9 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
         ).input_ids
         t = torch.randint(0, 1000, (z.shape[0],))
-        noise = _training_noise(z, args.offset_noise)
+        # Plain noise in the red-circle phase: low-frequency noise there hinders the
+        # position mapping (docs/shapes-model.md).
+        noise = _training_noise(z, 0.0 if cache.in_curriculum(run.step) else args.offset_noise)
         zt = sched.add_noise(z, noise, t)
         cond = text(ids)[0]
         pred = unet(zt, t, encoder_hidden_states=cond).sample
