@@ -75,6 +75,7 @@ def finetune(
     seed: int = 123,
 ):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
+    torch.manual_seed(seed)
     world.training_caption = always_position  # LatentCache looks these up at call time
     world.sample_scene = DATA.get(data, _sample_scene)
     arch = Arch.from_dict(json.loads((work / "arch.json").read_text()))
@@ -129,6 +130,7 @@ def main() -> int:
     p.add_argument(
         "--offset-noise", type=float, default=0.0, help="the recipe's low-frequency noise"
     )
+    p.add_argument("--seed", type=int, default=123, help="data, noise and initial weights (torch)")
     p.add_argument("--seeds", type=int, default=4, help="seeds of the position probe")
     p.add_argument(
         "--eval-prompts", type=int, default=0, help="also judge N seeded prompts (30 steps)"
@@ -153,6 +155,7 @@ def main() -> int:
         scratch=args.scratch,
         lr=args.lr,
         offset_noise=args.offset_noise,
+        seed=args.seed,
     )
     with tempfile.TemporaryDirectory() as tmp:
         tmp_work = args.save_work or Path(tmp)

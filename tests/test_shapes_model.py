@@ -127,6 +127,9 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
         counts |= {len(s.objects) for s in cache._scenes}
         unnamed += sum(o.cell is None for c in filter(None, caps) for o in parse_caption(c)[0])
     assert counts == {1, 2, 3} and unnamed > 0
+    assert [s for s in range(48) if cache.starts_phase(s)] == [16, 32]  # fresh Adam moments
+    late = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=(3000, 4500))
+    assert [s for s in range(2990, 4600) if late.starts_phase(s)] == [3000, 4504]  # blocks of 8
 
 
 @pytest.mark.parametrize(

@@ -177,6 +177,10 @@ class LatentCache:
         start, end = self.position_steps
         return start <= step // self.BLOCK * self.BLOCK < end
 
+    def starts_phase(self, step: int) -> bool:
+        """Whether the red-circle phase begins or ends at ``step``."""
+        return step > 0 and self.in_curriculum(step) != self.in_curriculum(step - 1)
+
     def get(self, step: int) -> tuple[torch.Tensor, list[str]]:
         from lusd.shapes.world import training_caption
 
@@ -284,6 +288,10 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
     model.train()
     cache = LatentCache(vae, sf, args.seed, run.spec.batch, position_steps=args.position_steps)
     while not run.finished():
+        if cache.starts_phase(run.step):
+            # Each phase starts with fresh Adam moments: the red circles' gradients are far
+            # smaller than the mix's, and moments carried over would shrink their steps.
+            opt.state.clear()
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
         z, caps = cache.get(run.step)
         ids = tok(
