@@ -143,7 +143,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=(0, 0),
         metavar="START:END",
         help="curriculum: UNet steps [START, END) see one red circle in a random cell, "
-        "position named (END may be left out: to the end)",
+        "position named, plain noise; Adam moments reset at START and END "
+        "(END may be left out: to the end)",
     )
     p.add_argument("--offset-noise", type=float, default=0.15, help="low-frequency noise")
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
