@@ -45,7 +45,7 @@ def one_circle(rng, n_objects=None) -> world.Scene:
     return stages.position_drill_scene(rng)
 
 
-_sample_scene, _training_caption = world.sample_scene, world.training_caption
+_sample_scene, _caption_words = world.sample_scene, world.training_caption_words
 
 
 def one_object(rng, n_objects=None) -> world.Scene:
@@ -59,8 +59,8 @@ def drill(rng, n_objects=None) -> world.Scene:
 DATA = {"one-circle": one_circle, "one-object": one_object, "drill": drill}
 
 
-def always_position(scene: world.Scene, rng, p_position=None) -> str:
-    return _training_caption(scene, rng, p_position=0.0)
+def always_position(scene: world.Scene, rng, p_position=None) -> list[tuple[str, int]]:
+    return _caption_words(scene, rng, p_position=0.0)
 
 
 def finetune(
@@ -76,7 +76,7 @@ def finetune(
 ):
     """The fine-tuned (unet, text encoder) and the number of steps taken."""
     torch.manual_seed(seed)
-    world.training_caption = always_position  # LatentCache looks these up at call time
+    world.training_caption_words = always_position  # LatentCache looks these up at call time
     world.sample_scene = DATA.get(data, _sample_scene)
     arch = Arch.from_dict(json.loads((work / "arch.json").read_text()))
     vae = stages.load_vae(work, arch)
@@ -94,7 +94,7 @@ def finetune(
     warmup = 100 if scratch else 1
     while time.monotonic() - started < minutes * 60:
         opt.param_groups[0]["lr"] = lr * min(1.0, (step + 1) / warmup)
-        z, caps = cache.get(step)
+        z, caps, _, _ = cache.get(step)
         ids = tok(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         t = torch.randint(t_min, 1000, (z.shape[0],))
         noise = stages._training_noise(z, offset_noise)

@@ -112,7 +112,7 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=(16, 32))
     cells = set()
     for step in range(16, 32):  # curriculum: one red circle, its position always named
-        _, caps = cache.get(step)
+        caps = cache.get(step).captions
         assert cache.in_curriculum(step)  # the trainer also drops the low-frequency noise
         assert {(s.background, len(s.objects)) for s in cache._scenes} == {("white", 1)}
         for cap in filter(None, caps):
@@ -122,7 +122,7 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     assert cells == set(range(9))
     counts, unnamed = set(), 0
     for step in [*range(16), *range(32, 48)]:  # else the full mix, usual clause dropout
-        _, caps = cache.get(step)
+        caps = cache.get(step).captions
         assert not cache.in_curriculum(step)
         counts |= {len(s.objects) for s in cache._scenes}
         unnamed += sum(o.cell is None for c in filter(None, caps) for o in parse_caption(c)[0])
@@ -171,12 +171,14 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     ]
     assert main([*common, "--stages", "vae", "--vae-steps", "3"]) == 0
     assert (work / "vae" / "DONE").read_text().strip() == "3"
-    assert main([*common, "--stages", "unet", "--unet-steps", "2"]) == 0
+    grounded = ["--ground-token", "0.2", "--ground-pixel", "0.02"]
+    assert main([*common, "--stages", "unet", "--unet-steps", "2", *grounded]) == 0
     (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
-    assert main([*common, "--stages", "unet,export", "--unet-steps", "4", "--out", str(out)]) == 0
+    more = ["--stages", "unet,export", "--unet-steps", "4", "--out", str(out), *grounded]
+    assert main([*common, *more]) == 0
     assert (work / "unet" / "DONE").read_text().strip() == "4"
     log = (work / "unet" / "loss.csv").read_text().splitlines()
-    assert log[0].startswith("step,seconds,loss")
+    assert log[0] == "step,seconds,loss,mse,lr,token_loss,pixel_loss"
     pipe = load_pipeline(str(out), "cpu")
     assert (
         pipe.default_config.num_steps

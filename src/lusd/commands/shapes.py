@@ -42,6 +42,12 @@ def train_shapes(
     offset_noise: float = typer.Option(
         None, "--offset-noise", min=0.0, help="Low-frequency training noise. Default: the recipe's."
     ),
+    ground_token: float = typer.Option(
+        None, "--ground-token", min=0.0, help="Grounding token-loss weight. Default: the recipe's."
+    ),
+    ground_pixel: float = typer.Option(
+        None, "--ground-pixel", min=0.0, help="Grounding pixel-loss weight. Default: the recipe's."
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
@@ -58,6 +64,8 @@ def train_shapes(
         "--unet-minutes": unet_minutes,
         "--position-steps": position_steps,
         "--offset-noise": offset_noise,
+        "--ground-token": ground_token,
+        "--ground-pixel": ground_pixel,
         "--arch": arch,
     }
     for flag, value in given.items():

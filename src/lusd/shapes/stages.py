@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from lusd.shapes.data import batch_rng, image_batch, to_tensor
+from lusd.shapes.grounding import grounding_losses, install_grounding, scene_masks, token_owners
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
 from lusd.shapes.train import Run, lr_at
 from lusd.shapes.world import Obj, Scene
@@ -167,6 +169,7 @@ class LatentCache:
         n = self.BLOCK * self.batch // self.REUSE
         scene = position_drill_scene if self.in_curriculum(block * self.BLOCK) else sample_scene
         self._scenes = [scene(rng) for _ in range(n)]
+        self._masks = torch.stack([scene_masks(s) for s in self._scenes])
         x = to_tensor([render(s) for s in self._scenes])
         dist = self.vae.encode(x).latent_dist
         self._mean, self._std = dist.mean, dist.std
@@ -181,8 +184,8 @@ class LatentCache:
         """Whether the red-circle phase begins or ends at ``step``."""
         return step > 0 and self.in_curriculum(step) != self.in_curriculum(step - 1)
 
-    def get(self, step: int) -> tuple[torch.Tensor, list[str]]:
-        from lusd.shapes.world import training_caption
+    def get(self, step: int) -> TrainBatch:
+        from lusd.shapes.world import training_caption_words
 
         if step // self.BLOCK != self._block:
             self._fill(step // self.BLOCK)
@@ -192,13 +195,27 @@ class LatentCache:
         mean, std = self._mean[idx], self._std[idx]
         z = (mean + std * torch.randn(mean.shape, generator=gen)) * self.scale
         always_position = {"p_position": 0.0} if self.in_curriculum(step) else {}
-        caps = [
-            training_caption(self._scenes[i], rng, **always_position)
+        words = [
+            training_caption_words(self._scenes[i], rng, **always_position)
             if rng.random() >= self.p_uncond
-            else ""
+            else []
             for i in idx
         ]
-        return z, caps
+        return TrainBatch(
+            z,
+            [" ".join(w for w, _ in ws) for ws in words],
+            torch.stack([token_owners(ws) for ws in words]),
+            self._masks[idx],
+        )
+
+
+class TrainBatch(NamedTuple):
+    """Latents, captions, each token's object (-1: none) and the objects' 16x16 coverage."""
+
+    latents: torch.Tensor
+    captions: list[str]
+    owners: torch.Tensor
+    masks: torch.Tensor
 
 
 def position_drill_scene(rng) -> Scene:
@@ -284,6 +301,9 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             "torch_rng": torch.get_rng_state(),
         }
 
+    grounding = None
+    if args.ground_token or args.ground_pixel:
+        grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
     bar = _bar(run, args)
     model.train()
     cache = LatentCache(vae, sf, args.seed, run.spec.batch, position_steps=args.position_steps)
@@ -293,7 +313,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             # smaller than the mix's, and moments carried over would shrink their steps.
             opt.state.clear()
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
-        z, caps = cache.get(run.step)
+        z, caps, owners, masks = cache.get(run.step)
         ids = tok(
             caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
         ).input_ids
@@ -303,10 +323,15 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         noise = _training_noise(z, 0.0 if cache.in_curriculum(run.step) else args.offset_noise)
         zt = sched.add_noise(z, noise, t)
         cond = text(ids)[0]
+        if grounding is not None:
+            grounding.maps.clear()
         pred = unet(zt, t, encoder_hidden_states=cond).sample
         w, target = _loss_weight_and_target(sched, snr[t], z, noise, t)
         per = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (w * per).mean()
+        if grounding is not None:
+            token_loss, pixel_loss = grounding_losses(grounding.maps, owners, masks)
+            loss = loss + args.ground_token * token_loss + args.ground_pixel * pixel_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -315,9 +340,14 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         _ema_update(ema, model, min(0.998, (1 + run.step) / (10 + run.step)))
         bar.update(1)
         if run.step % 25 == 0 or run.step == 1:
-            run.record(
-                {"loss": loss.item(), "mse": per.mean().item(), "lr": opt.param_groups[0]["lr"]}
-            )
+            record = {
+                "loss": loss.item(),
+                "mse": per.mean().item(),
+                "lr": opt.param_groups[0]["lr"],
+            }
+            if grounding is not None:
+                record.update(token_loss=token_loss.item(), pixel_loss=pixel_loss.item())
+            run.record(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         run.maybe_checkpoint(make_state)
     run.maybe_checkpoint(make_state, force=True)

@@ -147,6 +147,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(END may be left out: to the end)",
     )
     p.add_argument("--offset-noise", type=float, default=0.15, help="low-frequency noise")
+    p.add_argument(
+        "--ground-token",
+        type=float,
+        default=0.0,
+        help="weight of the cross-attention grounding token loss (lusd.shapes.grounding)",
+    )
+    p.add_argument(
+        "--ground-pixel",
+        type=float,
+        default=0.0,
+        help="weight of the cross-attention grounding pixel loss (lusd.shapes.grounding)",
+    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument(

@@ -94,29 +94,67 @@ def _polygon(obj: Obj, scale: int) -> tuple[str, list[tuple[float, float]] | lis
     return "poly", [(cx - half, cy + h / 2), (cx + half, cy + h / 2), (cx, cy - h / 2)]
 
 
+def _draw(draw: ImageDraw.ImageDraw, obj: Obj, fill) -> None:
+    kind, pts = _polygon(obj, SUPERSAMPLE)
+    {"ellipse": draw.ellipse, "rect": draw.rectangle, "poly": draw.polygon}[kind](pts, fill=fill)
+
+
 def render(scene: Scene) -> Image.Image:
     """Draw ``scene`` at 64x64 RGB (4x supersampled, box-filtered: anti-aliased edges)."""
     big = CANVAS * SUPERSAMPLE
     img = Image.new("RGB", (big, big), BACKGROUNDS[scene.background])
     draw = ImageDraw.Draw(img)
     for obj in scene.objects:
-        kind, pts = _polygon(obj, SUPERSAMPLE)
-        fill = COLORS[obj.color]
-        if kind == "ellipse":
-            draw.ellipse(pts, fill=fill)
-        elif kind == "rect":
-            draw.rectangle(pts, fill=fill)
-        else:
-            draw.polygon(pts, fill=fill)
+        _draw(draw, obj, COLORS[obj.color])
     return img.resize((CANVAS, CANVAS), Image.Resampling.BOX)
+
+
+def _phrase_words(obj: Obj, size: bool = True, position: bool = True) -> list[tuple[str, bool]]:
+    """Words of ``object_phrase``, each with whether it describes the object itself."""
+    words = (
+        [("a", False)]
+        + ([(obj.size, True)] if size else [])
+        + [(obj.color, True), (obj.shape, True)]
+    )
+    if position:
+        if obj.position == "center":
+            words += [("in", False), ("the", False), ("center", True)]
+        else:
+            words += [("on", False), ("the", False)] + [(w, True) for w in obj.position.split()]
+    return words
 
 
 def object_phrase(obj: Obj, size: bool = True, position: bool = True) -> str:
     """``a [size] <color> <shape> [on the <position> | in the center]``."""
-    words = ["a"] + ([obj.size] if size else []) + [obj.color, obj.shape]
-    if position:
-        words.append("in the center" if obj.position == "center" else f"on the {obj.position}")
-    return " ".join(words)
+    return " ".join(w for w, _ in _phrase_words(obj, size, position))
+
+
+def caption_words(
+    scene: Scene,
+    rng: np.random.Generator | None = None,
+    p_size: float = 0.0,
+    p_position: float = 0.0,
+    p_background: float = 0.0,
+    shuffle: bool = False,
+) -> list[tuple[str, int]]:
+    """``caption``'s words, each with the index in ``scene.objects`` of the object it
+    describes (its size, colour, shape and position words), or -1."""
+
+    def keep(p: float) -> bool:
+        return p <= 0 or rng is None or rng.random() >= p
+
+    order = list(range(len(scene.objects)))
+    if shuffle and rng is not None:
+        order = [order[i] for i in rng.permutation(len(order))]
+    words: list[tuple[str, int]] = []
+    for k, i in enumerate(order):
+        if k:
+            words.append(("and", -1))
+        phrase = _phrase_words(scene.objects[i], keep(p_size), keep(p_position))
+        words += [(w, i if own else -1) for w, own in phrase]
+    if keep(p_background):
+        words += [("on", -1), ("a", -1), (scene.background, -1), ("background", -1)]
+    return words
 
 
 def caption(
@@ -128,23 +166,30 @@ def caption(
     shuffle: bool = False,
 ) -> str:
     """Caption of ``scene``; each clause is dropped with its probability (rng needed if > 0)."""
+    words = caption_words(scene, rng, p_size, p_position, p_background, shuffle)
+    return " ".join(w for w, _ in words)
 
-    def keep(p: float) -> bool:
-        return p <= 0 or rng is None or rng.random() >= p
 
-    objs = list(scene.objects)
-    if shuffle and rng is not None:
-        objs = [objs[i] for i in rng.permutation(len(objs))]
-    parts = [object_phrase(o, keep(p_size), keep(p_position)) for o in objs]
-    text = " and ".join(parts)
-    if keep(p_background):
-        text += f" on a {scene.background} background"
-    return text
+def training_caption_words(
+    scene: Scene, rng: np.random.Generator, p_position: float = 0.4
+) -> list[tuple[str, int]]:
+    """Words of a caption with the training-time clause dropout (size, position, background)."""
+    return caption_words(
+        scene, rng, p_size=0.5, p_position=p_position, p_background=0.4, shuffle=True
+    )
 
 
 def training_caption(scene: Scene, rng: np.random.Generator, p_position: float = 0.4) -> str:
     """Caption with the training-time clause dropout (size, position, background)."""
-    return caption(scene, rng, p_size=0.5, p_position=p_position, p_background=0.4, shuffle=True)
+    return " ".join(w for w, _ in training_caption_words(scene, rng, p_position))
+
+
+def object_mask(obj: Obj) -> np.ndarray:
+    """(64, 64) float coverage of ``obj`` in [0, 1], anti-aliased exactly as ``render`` draws it."""
+    big = CANVAS * SUPERSAMPLE
+    img = Image.new("L", (big, big), 0)
+    _draw(ImageDraw.Draw(img), obj, 255)
+    return np.asarray(img.resize((CANVAS, CANVAS), Image.Resampling.BOX), dtype=np.float32) / 255
 
 
 def to_array(image: Image.Image) -> np.ndarray:

@@ -1,0 +1,130 @@
+"""The cross-attention grounding loss: word owners, object masks, the processor, the loss."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lusd.shapes.grounding import (
+    GroundingProcessor,
+    grounding_losses,
+    install_grounding,
+    scene_masks,
+    token_owners,
+)
+from lusd.shapes.world import (
+    Obj,
+    Scene,
+    caption,
+    caption_words,
+    cell_center,
+    sample_scene,
+    training_caption,
+    training_caption_words,
+)
+from lusd.tokenizer import clip_tokenizer
+
+SCENE = Scene("black", (Obj("red", "circle", "large", 0), Obj("blue", "square", "small", 4)))
+
+
+def test_caption_words_say_which_object_each_word_describes():
+    words = caption_words(SCENE)
+    assert " ".join(w for w, _ in words) == caption(SCENE)
+    owned = {(w, owner) for w, owner in words if owner >= 0}
+    assert owned == {
+        ("large", 0), ("red", 0), ("circle", 0), ("top", 0), ("left", 0),
+        ("small", 1), ("blue", 1), ("square", 1), ("center", 1),
+    }  # fmt: skip
+    assert {w for w, owner in words if owner < 0} == {
+        "a",
+        "on",
+        "the",
+        "in",
+        "and",
+        "black",
+        "background",
+    }
+
+
+def test_training_captions_are_unchanged_by_the_word_owners():
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        scene = sample_scene(rng)
+        seed = int(rng.integers(1000))
+        words = training_caption_words(scene, np.random.default_rng(seed))
+        assert " ".join(w for w, _ in words) == training_caption(scene, np.random.default_rng(seed))
+        for word, owner in words:  # shuffled order: the owner is still the right object
+            if owner >= 0 and word in ("red", "green", "blue", "yellow", "purple", "orange"):
+                assert scene.objects[owner].color == word
+
+
+def test_token_owners_line_up_with_the_clip_tokens():
+    tok = clip_tokenizer()
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        words = training_caption_words(sample_scene(rng), rng)
+        ids = tok(" ".join(w for w, _ in words), padding="max_length", max_length=77).input_ids
+        owners = token_owners(words)
+        for k, (word, owner) in enumerate(words):
+            assert tok.decode([ids[k + 1]]).strip() == word
+            assert owners[k + 1] == owner
+        assert (owners[len(words) + 1 :] == -1).all() and owners[0] == -1
+
+
+def test_scene_masks_cover_each_object_where_it_is_drawn():
+    masks = scene_masks(SCENE)
+    assert masks.shape == (3, 16, 16) and masks[2].sum() == 0
+    for mask, obj in zip(masks, SCENE.objects, strict=False):
+        cx, cy = cell_center(obj.cell)
+        assert mask[int(cy // 4), int(cx // 4)] == pytest.approx(1.0)
+        side = {"large": 18, "small": 11}[obj.size]
+        area = np.pi * side**2 / 4 if obj.shape == "circle" else side**2
+        assert mask.sum().item() * 16 == pytest.approx(area, rel=0.05)
+
+
+def _maps(profile, owners: torch.Tensor, masks: torch.Tensor) -> list[torch.Tensor]:
+    """(1, 64, T) attention at 8x8: each owned token's map is ``profile(its object's cover)``,
+    the start token takes the rest."""
+    cover = torch.nn.functional.adaptive_avg_pool2d(masks, 8).flatten(2)[0]  # (K, 64)
+    probs = torch.zeros(1, 64, owners.shape[1])
+    for t, owner in enumerate(owners[0].tolist()):
+        if owner >= 0:
+            probs[0, :, t] = 0.1 * profile(cover[owner])
+    probs[0, :, 0] = 1 - probs.sum(-1)[0]
+    return [probs]
+
+
+def test_the_loss_is_lower_when_words_look_at_their_objects():
+    owners = token_owners(caption_words(SCENE))[None]
+    masks = scene_masks(SCENE)[None]
+    grounded = grounding_losses(_maps(lambda c: c**4, owners, masks), owners, masks)
+    stray = grounding_losses(_maps(lambda c: 1 - c, owners, masks), owners, masks)
+    assert grounded[0] < 0.05 and stray[0] > 0.9
+    assert grounded[1] < stray[1]
+    nobody = torch.full_like(owners, -1)  # an empty caption supervises nothing
+    zero = grounding_losses(_maps(lambda c: c, owners, masks), nobody, masks)
+    assert [x.item() for x in zero] == [0, 0]
+
+
+def test_grounding_processor_changes_nothing_but_records_every_cross_attention():
+    from lusd.shapes.models import Arch, build_unet
+
+    from test_shapes_model import TINY_ARCH
+
+    torch.manual_seed(0)
+    unet = build_unet(Arch.from_dict({**Arch().to_dict(), **json.loads(TINY_ARCH)}))
+    args = (torch.randn(2, 4, 16, 16), torch.tensor([10, 900]), torch.randn(2, 77, 16))
+    with torch.no_grad():
+        plain = unet(*args).sample
+        store = install_grounding(unet)
+        grounded = unet(*args).sample
+    torch.testing.assert_close(grounded, plain, rtol=1e-4, atol=1e-5)
+    n_cross = sum(isinstance(p, GroundingProcessor) for p in unet.attn_processors.values())
+    assert n_cross == sum(name.endswith("attn2.processor") for name in unet.attn_processors) > 1
+    assert len(store.maps) == n_cross
+    assert {m.shape[1] for m in store.maps} == {64, 16}  # 8x8 and 4x4
+    for m in store.maps:
+        torch.testing.assert_close(m.sum(-1), torch.ones(m.shape[:2]))
