@@ -14,21 +14,22 @@ def _read(path: Path) -> dict[str, list[float]]:
 
 
 def plot_curves(work: Path, out: Path) -> Path:
-    """Two panels: VAE reconstruction (L1, MSE) and UNet loss, against minutes of training."""
+    """Two panels: VAE reconstruction (L1, MSE) and UNet losses, against minutes of training."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
-    for ax, stage, keys in ((axes[0], "vae", ("l1", "mse")), (axes[1], "unet", ("loss", "mse"))):
+    unet_keys = ("loss", "mse", "token_loss", "pixel_loss")  # grounding losses when trained with
+    for ax, stage, keys in ((axes[0], "vae", ("l1", "mse")), (axes[1], "unet", unet_keys)):
         path = work / stage / "loss.csv"
         if not path.exists():
             ax.set_title(f"{stage}: no log")
             continue
         data = _read(path)
         minutes = [s / 60 for s in data["seconds"]]
-        for key in keys:
+        for key in (k for k in keys if k in data):
             ax.plot(minutes, data[key], label=key, lw=1)
         ax.set_yscale("log")
         ax.set_xlabel("minutes (wall clock, shared 2-core machine)")
@@ -36,7 +37,11 @@ def plot_curves(work: Path, out: Path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[1].text(
-        0.02, 0.02, "loss = min-SNR(5) weighted eps MSE", transform=axes[1].transAxes, fontsize=7
+        0.02,
+        0.02,
+        "loss = min-SNR(5) weighted eps MSE (+ weighted grounding losses)",
+        transform=axes[1].transAxes,
+        fontsize=7,
     )
     fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
