@@ -110,9 +110,9 @@ def test_the_loss_is_lower_when_words_look_at_their_objects():
 
 
 def test_grounding_processor_changes_nothing_but_records_every_cross_attention():
-    from lusd.shapes.models import Arch, build_unet
-
     from test_shapes_model import TINY_ARCH
+
+    from lusd.shapes.models import Arch, build_unet
 
     torch.manual_seed(0)
     unet = build_unet(Arch.from_dict({**Arch().to_dict(), **json.loads(TINY_ARCH)}))

@@ -196,7 +196,7 @@ def test_demo_cases_cover_add_colour_shape():
 
 @pytest.mark.parametrize("n", [4])
 def test_eval_prompts_are_seeded(n):
-    from lusd.shapes.evaluate import eval_prompts, judge
+    from lusd.shapes.evaluate import eval_prompts, judge, summarize
     from lusd.shapes.world import Obj, Scene, render
 
     assert eval_prompts(n, 1) == eval_prompts(n, 1)
@@ -206,7 +206,16 @@ def test_eval_prompts_are_seeded(n):
     assert judge(img, "a green square on a white background").objects_ok
     misplaced = judge(img, "a small green square on the top left")
     assert not misplaced.objects_ok and misplaced.objects_ok_anywhere
-    assert not judge(img, "a small red square on the top left").objects_ok_anywhere
+    assert misplaced.errors == ("cell",)
+    wrong = judge(img, "a small red square on the top left")
+    assert not wrong.objects_ok_anywhere and wrong.errors == ("color", "cell")
+    assert judge(img, "a large green circle").errors == ("shape", "size")
+    assert judge(img, "a green square and a red circle").errors == ()  # two objects: not itemised
+    assert judge(render(Scene("black")), "a green square").errors == ("count",)
+    summary = summarize([misplaced, wrong, judge(img, "a green square")])
+    assert summary["single_object_errors"] == pytest.approx(
+        {"count": 0, "color": 1 / 3, "shape": 0, "size": 0, "cell": 2 / 3}
+    )
 
 
 def test_stray_pixels_count_blobs_but_not_edges():

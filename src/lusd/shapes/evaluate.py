@@ -87,6 +87,7 @@ class Judgement:
     background_named: bool
     background_ok: bool
     objects_ok_anywhere: bool = False  # right objects, positions not checked (a diagnostic)
+    errors: tuple[str, ...] = ()  # single-object prompts: "count" or the attributes drawn wrong
 
     @property
     def ok(self) -> bool:
@@ -101,12 +102,27 @@ def judge(image, prompt: str) -> Judgement:
     anywhere = [dataclasses.replace(e, cell=None) for e in expected]
     objects_ok_anywhere = len(found) == len(expected) and assign(anywhere, found) is not None
     bg_ok = bg is not None and background(image) == bg
-    return Judgement(prompt, len(expected), objects_ok, bg is not None, bg_ok, objects_ok_anywhere)
+    errors: tuple[str, ...] = ()
+    if len(expected) == 1:
+        errors = ("count",) if len(found) != 1 else _wrong_attributes(expected[0], found[0])
+    return Judgement(
+        prompt, len(expected), objects_ok, bg is not None, bg_ok, objects_ok_anywhere, errors
+    )
+
+
+def _wrong_attributes(expected, found) -> tuple[str, ...]:
+    return tuple(
+        k
+        for k in ("color", "shape", "size", "cell")
+        if getattr(expected, k) is not None and getattr(expected, k) != getattr(found, k)
+    )
 
 
 def summarize(judgements: list[Judgement]) -> dict[str, float]:
     def rate(items: list[bool]) -> float:
         return float(np.mean(items)) if items else float("nan")
+
+    singles = [j for j in judgements if j.n_objects == 1]
 
     return {
         "single_object": rate([j.objects_ok for j in judgements if j.n_objects == 1]),
@@ -119,6 +135,10 @@ def summarize(judgements: list[Judgement]) -> dict[str, float]:
         "two_object_positions_aside": rate(
             [j.objects_ok_anywhere for j in judgements if j.n_objects == 2]
         ),
+        "single_object_errors": {
+            kind: rate([kind in j.errors for j in singles])
+            for kind in ("count", "color", "shape", "size", "cell")
+        },
         "n": len(judgements),
     }
 
