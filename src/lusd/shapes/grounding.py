@@ -54,6 +54,15 @@ class GroundingProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
+        standard = (
+            attention_mask is None
+            and hidden_states.ndim == 3
+            and not attn.norm_cross
+            and not attn.residual_connection
+            and attn.rescale_output_factor == 1
+        )
+        if not standard:
+            raise NotImplementedError("grounding supports plain SD cross-attention only")
         batch = hidden_states.shape[0]
         context = encoder_hidden_states
         query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)

@@ -137,11 +137,13 @@ class LatentCache:
     every block of ``BLOCK`` steps renders ``BLOCK * batch / REUSE`` new scenes, encodes
     them once (mean and std), and each step draws its batch from them with a fresh
     posterior sample and a fresh training caption. Everything is a function of the step.
+    Each batch also carries which object every caption token describes and the objects'
+    coverage masks, for the grounding loss (``lusd.shapes.grounding``).
 
     Curriculum (docs/shapes-model.md, "Why the model ignores position words"): during
     the steps ``position_steps`` = (start, end) every scene is one large red circle on
     white in a random cell and every caption names its position. Position is then the
-    only thing to learn, and this is the one data mix measured to teach it.
+    only thing to learn (the grounding loss teaches it without a curriculum).
     """
 
     BLOCK, REUSE = 8, 4
