@@ -24,6 +24,7 @@ from lusd.shapes.world import (
     sample_scene,
     training_caption,
     training_caption_words,
+    words_text,
 )
 from lusd.tokenizer import clip_tokenizer
 
@@ -32,7 +33,7 @@ SCENE = Scene("black", (Obj("red", "circle", "large", 0), Obj("blue", "square", 
 
 def test_caption_words_say_which_object_each_word_describes():
     words = caption_words(SCENE)
-    assert " ".join(w for w, _ in words) == caption(SCENE)
+    assert words_text(words) == caption(SCENE)
     owned = {(w, owner) for w, owner in words if owner >= 0}
     assert owned == {
         ("large", 0), ("red", 0), ("circle", 0), ("top", 0), ("left", 0),
@@ -55,7 +56,7 @@ def test_training_captions_are_unchanged_by_the_word_owners():
         scene = sample_scene(rng)
         seed = int(rng.integers(1000))
         words = training_caption_words(scene, np.random.default_rng(seed))
-        assert " ".join(w for w, _ in words) == training_caption(scene, np.random.default_rng(seed))
+        assert words_text(words) == training_caption(scene, np.random.default_rng(seed))
         for word, owner in words:  # shuffled order: the owner is still the right object
             if owner >= 0 and word in ("red", "green", "blue", "yellow", "purple", "orange"):
                 assert scene.objects[owner].color == word
@@ -66,7 +67,7 @@ def test_token_owners_line_up_with_the_clip_tokens():
     rng = np.random.default_rng(0)
     for _ in range(20):
         words = training_caption_words(sample_scene(rng), rng)
-        ids = tok(" ".join(w for w, _ in words), padding="max_length", max_length=77).input_ids
+        ids = tok(words_text(words), padding="max_length", max_length=77).input_ids
         owners = token_owners(words)
         for k, (word, owner) in enumerate(words):
             assert tok.decode([ids[k + 1]]).strip() == word

@@ -187,7 +187,7 @@ class LatentCache:
         return step > 0 and self.in_curriculum(step) != self.in_curriculum(step - 1)
 
     def get(self, step: int) -> TrainBatch:
-        from lusd.shapes.world import training_caption_words
+        from lusd.shapes.world import training_caption_words, words_text
 
         if step // self.BLOCK != self._block:
             self._fill(step // self.BLOCK)
@@ -205,7 +205,7 @@ class LatentCache:
         ]
         return TrainBatch(
             z,
-            [" ".join(w for w, _ in ws) for ws in words],
+            [words_text(ws) for ws in words],
             torch.stack([token_owners(ws) for ws in words]),
             self._masks[idx],
         )

@@ -126,7 +126,7 @@ def _phrase_words(obj: Obj, size: bool = True, position: bool = True) -> list[tu
 
 def object_phrase(obj: Obj, size: bool = True, position: bool = True) -> str:
     """``a [size] <color> <shape> [on the <position> | in the center]``."""
-    return " ".join(w for w, _ in _phrase_words(obj, size, position))
+    return words_text(_phrase_words(obj, size, position))
 
 
 def caption_words(
@@ -157,6 +157,11 @@ def caption_words(
     return words
 
 
+def words_text(words: list[tuple[str, int]]) -> str:
+    """The text of ``caption_words``' output."""
+    return " ".join(w for w, _ in words)
+
+
 def caption(
     scene: Scene,
     rng: np.random.Generator | None = None,
@@ -166,8 +171,7 @@ def caption(
     shuffle: bool = False,
 ) -> str:
     """Caption of ``scene``; each clause is dropped with its probability (rng needed if > 0)."""
-    words = caption_words(scene, rng, p_size, p_position, p_background, shuffle)
-    return " ".join(w for w, _ in words)
+    return words_text(caption_words(scene, rng, p_size, p_position, p_background, shuffle))
 
 
 def training_caption_words(
@@ -181,7 +185,7 @@ def training_caption_words(
 
 def training_caption(scene: Scene, rng: np.random.Generator, p_position: float = 0.4) -> str:
     """Caption with the training-time clause dropout (size, position, background)."""
-    return " ".join(w for w, _ in training_caption_words(scene, rng, p_position))
+    return words_text(training_caption_words(scene, rng, p_position))
 
 
 def object_mask(obj: Obj) -> np.ndarray:
