@@ -88,6 +88,43 @@ class AttentionStore:
         self.self_queries_keys.clear()
 
 
+def is_plain_attention(attn: Attention, hidden_states: torch.Tensor, attention_mask) -> bool:
+    """Whether ``split_heads_qkv`` / ``merge_heads_out`` reproduce this layer exactly."""
+    return (
+        attention_mask is None
+        and attn.spatial_norm is None
+        and attn.group_norm is None
+        and hidden_states.ndim == 3
+        and attn.norm_q is None
+        and attn.norm_k is None
+    )
+
+
+def split_heads_qkv(
+    attn: Attention, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Query, key and value of a plain attention layer, each (batch, heads, tokens, head_dim)."""
+    batch = hidden_states.shape[0]
+    context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+    if encoder_hidden_states is not None and attn.norm_cross:
+        context = attn.norm_encoder_hidden_states(context)
+    query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
+    head_dim = key.shape[-1] // attn.heads
+    return tuple(
+        x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
+    )
+
+
+def merge_heads_out(attn: Attention, out: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """The layer's output from the per-head attention output (batch, heads, tokens, head_dim)."""
+    batch, heads, _, head_dim = out.shape
+    out = out.transpose(1, 2).reshape(batch, -1, heads * head_dim)
+    out = attn.to_out[1](attn.to_out[0](out))
+    if attn.residual_connection:
+        out = out + residual
+    return out / attn.rescale_output_factor
+
+
 class _CaptureProcessor:
     """AttnProcessor2_0 that also hands its target-branch query/key to ``capture``."""
 
@@ -105,35 +142,14 @@ class _CaptureProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
-        unusual = (
-            attention_mask is not None
-            or attn.spatial_norm is not None
-            or attn.group_norm is not None
-            or hidden_states.ndim != 3
-            or attn.norm_q is not None
-            or attn.norm_k is not None
-        )
-        if unusual or not self.store.active:
+        if not is_plain_attention(attn, hidden_states, attention_mask) or not self.store.active:
             if self.store.active:
                 raise NotImplementedError("LUSD mask capture supports standard SD attention only")
             return self._default(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
-        residual = hidden_states
-        batch = hidden_states.shape[0]
-        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
-        if encoder_hidden_states is not None and attn.norm_cross:
-            context = attn.norm_encoder_hidden_states(context)
-        query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (
-            x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
-        )
+        query, key, value = split_heads_qkv(attn, hidden_states, encoder_hidden_states)
         out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
         self.capture(query[self.store.branch], key[self.store.branch], attn.scale)
-        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(query.dtype)
-        out = attn.to_out[1](attn.to_out[0](out))
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
+        return merge_heads_out(attn, out.to(query.dtype), hidden_states)
 
     def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
         raise NotImplementedError

@@ -123,15 +123,12 @@ def summarize(judgements: list[Judgement]) -> dict[str, float]:
         return float(np.mean(items)) if items else float("nan")
 
     singles = [j for j in judgements if j.n_objects == 1]
-
     return {
-        "single_object": rate([j.objects_ok for j in judgements if j.n_objects == 1]),
+        "single_object": rate([j.objects_ok for j in singles]),
         "two_object": rate([j.objects_ok for j in judgements if j.n_objects == 2]),
         "background_when_named": rate([j.background_ok for j in judgements if j.background_named]),
         "all_correct": rate([j.ok for j in judgements]),
-        "single_object_positions_aside": rate(
-            [j.objects_ok_anywhere for j in judgements if j.n_objects == 1]
-        ),
+        "single_object_positions_aside": rate([j.objects_ok_anywhere for j in singles]),
         "two_object_positions_aside": rate(
             [j.objects_ok_anywhere for j in judgements if j.n_objects == 2]
         ),

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
+from lusd.attention import is_plain_attention, merge_heads_out, split_heads_qkv
 from lusd.shapes.world import Scene, object_mask
 
 #: Latent grid the masks are stored at (64 px / VAE factor 4); layers pool them down.
@@ -54,26 +55,12 @@ class GroundingProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
-        standard = (
-            attention_mask is None
-            and hidden_states.ndim == 3
-            and not attn.norm_cross
-            and not attn.residual_connection
-            and attn.rescale_output_factor == 1
-        )
-        if not standard:
+        if not is_plain_attention(attn, hidden_states, attention_mask):
             raise NotImplementedError("grounding supports plain SD cross-attention only")
-        batch = hidden_states.shape[0]
-        context = encoder_hidden_states
-        query, key, value = attn.to_q(hidden_states), attn.to_k(context), attn.to_v(context)
-        head_dim = key.shape[-1] // attn.heads
-        query, key, value = (
-            x.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for x in (query, key, value)
-        )
+        query, key, value = split_heads_qkv(attn, hidden_states, encoder_hidden_states)
         probs = (query @ key.transpose(-1, -2) * attn.scale).softmax(dim=-1)
         self.store.maps.append(probs.mean(dim=1))
-        out = (probs @ value).transpose(1, 2).reshape(batch, -1, attn.heads * head_dim)
-        return attn.to_out[1](attn.to_out[0](out))
+        return merge_heads_out(attn, probs @ value, hidden_states)
 
 
 def install_grounding(unet) -> GroundingStore:
