@@ -75,6 +75,16 @@ def test_token_owners_line_up_with_the_clip_tokens():
         assert (owners[len(words) + 1 :] == -1).all() and owners[0] == -1
 
 
+def test_token_owners_supervise_only_the_kinds_asked_for():
+    words = caption_words(SCENE)
+    owners = token_owners(words, kinds=("position", "color"))
+    kept = {word for k, (word, _) in enumerate(words) if owners[k + 1] >= 0}
+    assert kept == {"top", "left", "center", "red", "blue"}
+    for k, (word, owner) in enumerate(words):
+        if word in kept:
+            assert owners[k + 1] == owner
+
+
 def test_scene_masks_cover_each_object_where_it_is_drawn():
     masks = scene_masks(SCENE)
     assert masks.shape == (3, 16, 16) and masks[2].sum() == 0

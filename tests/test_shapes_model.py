@@ -132,6 +132,18 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     assert [s for s in range(2990, 4600) if late.starts_phase(s)] == [3000, 4504]  # blocks of 8
 
 
+def test_ground_words_parse_as_word_kinds():
+    import argparse
+
+    from lusd.shapes.train import parse_args, word_kinds
+
+    assert word_kinds("position, color") == ("position", "color")
+    assert parse_args([]).ground_words == ("size", "color", "shape", "position")
+    for bad in ("", "position,bogus", ","):
+        with pytest.raises(argparse.ArgumentTypeError, match="word kinds"):
+            word_kinds(bad)
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("0:2400", (0, 2400)), ("3700:", (3700, sys.maxsize)), (":5", (0, 5)), ("5", None),
@@ -172,13 +184,17 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     assert main([*common, "--stages", "vae", "--vae-steps", "3"]) == 0
     assert (work / "vae" / "DONE").read_text().strip() == "3"
     grounded = ["--ground-token", "0.2", "--ground-pixel", "0.02"]
-    assert main([*common, "--stages", "unet", "--unet-steps", "2", *grounded]) == 0
+    late = [*grounded, "--ground-from", "1"]
+    assert main([*common, "--stages", "unet", "--unet-steps", "2", *late]) == 0
     (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
-    more = ["--stages", "unet,export", "--unet-steps", "4", "--out", str(out), *grounded]
+    more = ["--stages", "unet,export", "--unet-steps", "25", "--out", str(out), *late]
     assert main([*common, *more]) == 0
-    assert (work / "unet" / "DONE").read_text().strip() == "4"
-    log = (work / "unet" / "loss.csv").read_text().splitlines()
-    assert log[0] == "step,seconds,loss,mse,lr,token_loss,pixel_loss"
+    assert (work / "unet" / "DONE").read_text().strip() == "25"
+    header, *rows = (work / "unet" / "loss.csv").read_text().splitlines()
+    assert header == "step,seconds,loss,mse,lr,token_loss,pixel_loss"
+    logged = {int(r.split(",")[0]): r.split(",")[-2] for r in rows}
+    # step 0 trained without grounding, the steps from 1 on with it (step 2 after the resume)
+    assert logged[1] == "nan" and float(logged[25]) > 0
     pipe = load_pipeline(str(out), "cpu")
     assert (
         pipe.default_config.num_steps

@@ -48,6 +48,15 @@ def train_shapes(
     ground_pixel: float = typer.Option(
         None, "--ground-pixel", min=0.0, help="Grounding pixel-loss weight. Default: the recipe's."
     ),
+    ground_words: str = typer.Option(
+        None,
+        "--ground-words",
+        metavar="KINDS",
+        help="Object words the grounding supervises (size,color,shape,position). Default: all.",
+    ),
+    ground_from: int = typer.Option(
+        None, "--ground-from", min=0, help="UNet step the grounding starts at. Default: 0."
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
@@ -66,6 +75,8 @@ def train_shapes(
         "--offset-noise": offset_noise,
         "--ground-token": ground_token,
         "--ground-pixel": ground_pixel,
+        "--ground-words": ground_words,
+        "--ground-from": ground_from,
         "--arch": arch,
     }
     for flag, value in given.items():

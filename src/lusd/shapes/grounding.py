@@ -26,10 +26,18 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from lusd.attention import is_plain_attention, merge_heads_out, split_heads_qkv
-from lusd.shapes.world import Scene, object_mask
+from lusd.shapes.world import COLORS, POSITIONS, SHAPES, SIZES, Scene, object_mask
 
 #: Latent grid the masks are stored at (64 px / VAE factor 4); layers pool them down.
 MASK_GRID = 16
+
+#: The object words the loss can supervise, by kind (``--ground-words``).
+WORD_KINDS: dict[str, frozenset[str]] = {
+    "size": frozenset(SIZES),
+    "color": frozenset(COLORS),
+    "shape": frozenset(SHAPES),
+    "position": frozenset(w for p in POSITIONS for w in p.split()),
+}
 
 
 @dataclass
@@ -87,15 +95,20 @@ def scene_masks(scene: Scene, max_objects: int = 3) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-def token_owners(words: list[tuple[str, int]], length: int = 77) -> torch.Tensor:
-    """(length,) object index of each token, -1 for none.
+def token_owners(
+    words: list[tuple[str, int]], length: int = 77, kinds: tuple[str, ...] = tuple(WORD_KINDS)
+) -> torch.Tensor:
+    """(length,) object index of each token, -1 for none or for a word of a kind not in
+    ``kinds`` (those words are left free).
 
     Every word of the shapes vocabulary is one CLIP BPE token, so word k is token k + 1
     (after the start token).
     """
+    supervised = frozenset().union(*(WORD_KINDS[kind] for kind in kinds))
     owners = torch.full((length,), -1, dtype=torch.long)
-    for k, (_, owner) in enumerate(words[: length - 2]):
-        owners[k + 1] = owner
+    for k, (word, owner) in enumerate(words[: length - 2]):
+        if word in supervised:
+            owners[k + 1] = owner
     return owners
 
 

@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lusd.shapes.data import batch_rng, image_batch, to_tensor
-from lusd.shapes.grounding import grounding_losses, install_grounding, scene_masks, token_owners
+from lusd.shapes.grounding import (
+    WORD_KINDS,
+    grounding_losses,
+    install_grounding,
+    scene_masks,
+    token_owners,
+)
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
 from lusd.shapes.train import Run, lr_at
 from lusd.shapes.world import Obj, Scene
@@ -156,9 +162,11 @@ class LatentCache:
         batch: int,
         p_uncond: float = 0.1,
         position_steps: tuple[int, int] = (0, 0),
+        ground_words: tuple[str, ...] = tuple(WORD_KINDS),
     ) -> None:
         self.vae, self.scale, self.seed, self.batch = vae, scale, seed, batch
         self.p_uncond, self.position_steps = p_uncond, position_steps
+        self.ground_words = ground_words
         self._block = -1
         self._scenes: list = []
         self._mean = self._std = torch.empty(0)
@@ -206,7 +214,7 @@ class LatentCache:
         return TrainBatch(
             z,
             [words_text(ws) for ws in words],
-            torch.stack([token_owners(ws) for ws in words]),
+            torch.stack([token_owners(ws, kinds=self.ground_words) for ws in words]),
             self._masks[idx],
         )
 
@@ -303,17 +311,26 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             "torch_rng": torch.get_rng_state(),
         }
 
+    grounded = bool(args.ground_token or args.ground_pixel)
     grounding = None
-    if args.ground_token or args.ground_pixel:
-        grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
+    token_loss = pixel_loss = torch.tensor(float("nan"))  # logged as nan until grounding starts
     bar = _bar(run, args)
     model.train()
-    cache = LatentCache(vae, sf, args.seed, run.spec.batch, position_steps=args.position_steps)
+    cache = LatentCache(
+        vae,
+        sf,
+        args.seed,
+        run.spec.batch,
+        position_steps=args.position_steps,
+        ground_words=args.ground_words,
+    )
     while not run.finished():
         if cache.starts_phase(run.step):
             # Each phase starts with fresh Adam moments: the red circles' gradients are far
             # smaller than the mix's, and moments carried over would shrink their steps.
             opt.state.clear()
+        if grounded and grounding is None and run.step >= args.ground_from:
+            grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
         z, caps, owners, masks = cache.get(run.step)
         ids = tok(
@@ -347,7 +364,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
                 "mse": per.mean().item(),
                 "lr": opt.param_groups[0]["lr"],
             }
-            if grounding is not None:
+            if grounded:
                 record.update(token_loss=token_loss.item(), pixel_loss=pixel_loss.item())
             run.record(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)

@@ -26,6 +26,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from lusd.shapes.grounding import WORD_KINDS  # noqa: E402
 from lusd.shapes.models import Arch  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -120,6 +121,17 @@ def step_range(text: str) -> tuple[int, int]:
     return lo, hi
 
 
+def word_kinds(text: str) -> tuple[str, ...]:
+    """``"position,color"`` -> ("position", "color"), each a kind of ``WORD_KINDS``."""
+    kinds = tuple(k.strip() for k in text.split(",") if k.strip())
+    unknown = [k for k in kinds if k not in WORD_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"expected word kinds among {','.join(WORD_KINDS)}, got {text!r}"
+        )
+    return kinds
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="lusd.shapes.train", description=__doc__)
     p.add_argument("--work", type=Path, default=Path("shapes-train"), help="checkpoint folder")
@@ -158,6 +170,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="weight of the cross-attention grounding pixel loss (lusd.shapes.grounding)",
+    )
+    p.add_argument(
+        "--ground-words",
+        type=word_kinds,
+        default=",".join(WORD_KINDS),
+        metavar="KINDS",
+        help="the object words the grounding supervises, of "
+        f"{','.join(WORD_KINDS)} (the others are left free)",
+    )
+    p.add_argument(
+        "--ground-from",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="UNet step from which the grounding losses apply (before it: the epsilon loss alone)",
     )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
