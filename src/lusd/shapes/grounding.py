@@ -26,18 +26,10 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 from lusd.attention import is_plain_attention, merge_heads_out, split_heads_qkv
-from lusd.shapes.world import COLORS, POSITIONS, SHAPES, SIZES, Scene, object_mask
+from lusd.shapes.world import WORD_KINDS, Scene, object_mask
 
 #: Latent grid the masks are stored at (64 px / VAE factor 4); layers pool them down.
 MASK_GRID = 16
-
-#: The object words the loss can supervise, by kind (``--ground-words``).
-WORD_KINDS: dict[str, frozenset[str]] = {
-    "size": frozenset(SIZES),
-    "color": frozenset(COLORS),
-    "shape": frozenset(SHAPES),
-    "position": frozenset(w for p in POSITIONS for w in p.split()),
-}
 
 
 @dataclass

@@ -12,16 +12,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lusd.shapes.data import batch_rng, image_batch, to_tensor
-from lusd.shapes.grounding import (
-    WORD_KINDS,
-    grounding_losses,
-    install_grounding,
-    scene_masks,
-    token_owners,
-)
+from lusd.shapes.grounding import grounding_losses, install_grounding, scene_masks, token_owners
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
 from lusd.shapes.train import Run, lr_at
-from lusd.shapes.world import Obj, Scene
+from lusd.shapes.world import WORD_KINDS, Obj, Scene
 
 log = logging.getLogger(__name__)
 

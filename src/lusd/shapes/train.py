@@ -26,8 +26,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
-from lusd.shapes.grounding import WORD_KINDS  # noqa: E402
 from lusd.shapes.models import Arch  # noqa: E402
+from lusd.shapes.world import WORD_KINDS  # noqa: E402
 
 log = logging.getLogger(__name__)
 

@@ -33,6 +33,14 @@ POSITIONS: tuple[str, ...] = (
     "bottom left", "bottom", "bottom right",
 )  # fmt: skip
 
+#: The words a caption uses to describe an object, by kind.
+WORD_KINDS: dict[str, frozenset[str]] = {
+    "size": frozenset(SIZES),
+    "color": frozenset(COLORS),
+    "shape": frozenset(SHAPES),
+    "position": frozenset(w for p in POSITIONS for w in p.split()),
+}
+
 
 def cell_center(cell: int) -> tuple[float, float]:
     """(x, y) pixel centre of grid cell ``cell`` (0..8)."""
