@@ -184,17 +184,18 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     assert main([*common, "--stages", "vae", "--vae-steps", "3"]) == 0
     assert (work / "vae" / "DONE").read_text().strip() == "3"
     grounded = ["--ground-token", "0.2", "--ground-pixel", "0.02"]
-    late = [*grounded, "--ground-from", "1"]
-    assert main([*common, "--stages", "unet", "--unet-steps", "2", *late]) == 0
+    window = [*grounded, "--ground-from", "1", "--ground-until", "30"]
+    assert main([*common, "--stages", "unet", "--unet-steps", "2", *window]) == 0
     (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
-    more = ["--stages", "unet,export", "--unet-steps", "25", "--out", str(out), *late]
+    more = ["--stages", "unet,export", "--unet-steps", "50", "--out", str(out), *window]
     assert main([*common, *more]) == 0
-    assert (work / "unet" / "DONE").read_text().strip() == "25"
+    assert (work / "unet" / "DONE").read_text().strip() == "50"
     header, *rows = (work / "unet" / "loss.csv").read_text().splitlines()
     assert header == "step,seconds,loss,mse,lr,token_loss,pixel_loss"
     logged = {int(r.split(",")[0]): r.split(",")[-2] for r in rows}
-    # step 0 trained without grounding, the steps from 1 on with it (step 2 after the resume)
-    assert logged[1] == "nan" and float(logged[25]) > 0
+    # step 0 trained without grounding, steps 1-29 with it (from step 2 after the resume),
+    # the steps from 30 on without it again
+    assert logged[1] == "nan" and float(logged[25]) > 0 and logged[50] == "nan"
     pipe = load_pipeline(str(out), "cpu")
     assert (
         pipe.default_config.num_steps

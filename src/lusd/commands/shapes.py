@@ -57,6 +57,9 @@ def train_shapes(
     ground_from: int = typer.Option(
         None, "--ground-from", min=0, help="UNet step the grounding starts at. Default: 0."
     ),
+    ground_until: int = typer.Option(
+        None, "--ground-until", min=0, help="UNet step the grounding stops at. Default: 0 (never)."
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
@@ -77,6 +80,7 @@ def train_shapes(
         "--ground-pixel": ground_pixel,
         "--ground-words": ground_words,
         "--ground-from": ground_from,
+        "--ground-until": ground_until,
         "--arch": arch,
     }
     for flag, value in given.items():

@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import copy
 import logging
+import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
+from diffusers.models.attention_processor import AttnProcessor2_0
 from tqdm import tqdm
 
 from lusd.shapes.data import batch_rng, image_batch, to_tensor
@@ -323,8 +325,13 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             # Each phase starts with fresh Adam moments: the red circles' gradients are far
             # smaller than the mix's, and moments carried over would shrink their steps.
             opt.state.clear()
-        if grounded and grounding is None and run.step >= args.ground_from:
+        grounding_now = grounded and args.ground_from <= run.step < (args.ground_until or math.inf)
+        if grounding_now and grounding is None:
             grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
+        elif grounding is not None and not grounding_now:
+            unet.set_attn_processor(AttnProcessor2_0())
+            grounding = None
+            token_loss = pixel_loss = torch.tensor(float("nan"))
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
         z, caps, owners, masks = cache.get(run.step)
         ids = tok(

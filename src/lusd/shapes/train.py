@@ -186,6 +186,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="STEP",
         help="UNet step from which the grounding losses apply (before it: the epsilon loss alone)",
     )
+    p.add_argument(
+        "--ground-until",
+        type=int,
+        default=0,
+        metavar="STEP",
+        help="UNet step at which the grounding losses stop (0 = never; after it: the epsilon "
+        "loss alone)",
+    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument(
