@@ -144,6 +144,16 @@ def test_ground_words_parse_as_word_kinds():
             word_kinds(bad)
 
 
+def test_grounding_window_must_end_after_it_starts(capsys):
+    from lusd.shapes.train import parse_args
+
+    assert parse_args(["--ground-from", "10", "--ground-until", "20"]).ground_until == 20
+    assert parse_args(["--ground-from", "10"]).ground_until == 0  # 0: to the end
+    with pytest.raises(SystemExit):
+        parse_args(["--ground-from", "10", "--ground-until", "10"])
+    assert "--ground-until must be a later step" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("0:2400", (0, 2400)), ("3700:", (3700, sys.maxsize)), (":5", (0, 5)), ("5", None),

@@ -203,7 +203,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="JSON overrides of models.Arch",
     )
     p.add_argument("--no-progress", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.ground_until and args.ground_until <= args.ground_from:
+        p.error("--ground-until must be a later step than --ground-from")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
