@@ -77,6 +77,11 @@ def install_grounding(unet) -> GroundingStore:
     return store
 
 
+def remove_grounding(unet) -> None:
+    """Back to SDPA on every attention layer: the UNet records nothing any more."""
+    unet.set_attn_processor(AttnProcessor2_0())
+
+
 def scene_masks(scene: Scene, max_objects: int = 3) -> torch.Tensor:
     """(max_objects, 16, 16) coverage of each object on the latent grid (zeros if absent)."""
     out = np.zeros((max_objects, MASK_GRID, MASK_GRID), np.float32)

@@ -10,11 +10,16 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from diffusers.models.attention_processor import AttnProcessor2_0
 from tqdm import tqdm
 
 from lusd.shapes.data import batch_rng, image_batch, to_tensor
-from lusd.shapes.grounding import grounding_losses, install_grounding, scene_masks, token_owners
+from lusd.shapes.grounding import (
+    grounding_losses,
+    install_grounding,
+    remove_grounding,
+    scene_masks,
+    token_owners,
+)
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
 from lusd.shapes.train import Run, lr_at
 from lusd.shapes.world import WORD_KINDS, Obj, Scene
@@ -309,7 +314,6 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
 
     grounded = bool(args.ground_token or args.ground_pixel)
     grounding = None
-    token_loss = pixel_loss = torch.tensor(float("nan"))  # logged as nan until grounding starts
     bar = _bar(run, args)
     model.train()
     cache = LatentCache(
@@ -329,9 +333,8 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         if grounding_now and grounding is None:
             grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
         elif grounding is not None and not grounding_now:
-            unet.set_attn_processor(AttnProcessor2_0())
+            remove_grounding(unet)
             grounding = None
-            token_loss = pixel_loss = torch.tensor(float("nan"))
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
         z, caps, owners, masks = cache.get(run.step)
         ids = tok(
@@ -365,8 +368,12 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
                 "mse": per.mean().item(),
                 "lr": opt.param_groups[0]["lr"],
             }
-            if grounded:
-                record.update(token_loss=token_loss.item(), pixel_loss=pixel_loss.item())
+            if grounded:  # nan for the steps outside the grounding window
+                off = grounding is None
+                record.update(
+                    token_loss=math.nan if off else token_loss.item(),
+                    pixel_loss=math.nan if off else pixel_loss.item(),
+                )
             run.record(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         run.maybe_checkpoint(make_state)
