@@ -12,6 +12,7 @@ from lusd.shapes.grounding import (
     GroundingProcessor,
     grounding_losses,
     install_grounding,
+    owners_from_timestep,
     scene_masks,
     token_owners,
 )
@@ -118,6 +119,23 @@ def test_the_loss_is_lower_when_words_look_at_their_objects():
     nobody = torch.full_like(owners, -1)  # an empty caption supervises nothing
     zero = grounding_losses(_maps(lambda c: c, owners, masks), nobody, masks)
     assert [x.item() for x in zero] == [0, 0]
+
+
+def test_samples_below_the_lowest_grounded_timestep_are_left_free():
+    owners = token_owners(caption_words(SCENE))[None].repeat(2, 1)
+    masks = scene_masks(SCENE)[None].repeat(2, 1, 1, 1)
+    # sample 0 looks away from its objects, sample 1 at them
+    maps = [
+        torch.cat(
+            [_maps(lambda c: 1 - c, owners, masks)[0], _maps(lambda c: c**4, owners, masks)[0]]
+        )
+    ]
+    t = torch.tensor([100, 800])
+    both = grounding_losses(maps, owners_from_timestep(owners, t, 0), masks)[0]
+    high_noise = grounding_losses(maps, owners_from_timestep(owners, t, 600), masks)[0]
+    assert high_noise < 0.05 < both
+    assert (owners_from_timestep(owners, t, 600)[1] == owners[1]).all()
+    assert grounding_losses(maps, owners_from_timestep(owners, t, 900), masks)[0] == 0
 
 
 def test_grounding_processor_changes_nothing_but_records_every_cross_attention():

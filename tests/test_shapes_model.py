@@ -152,6 +152,10 @@ def test_grounding_window_must_end_after_it_starts(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--ground-from", "10", "--ground-until", "10"])
     assert "--ground-until must be a later step" in capsys.readouterr().err
+    assert parse_args(["--ground-min-t", "600"]).ground_min_t == 600
+    with pytest.raises(SystemExit):
+        parse_args(["--ground-min-t", "1000"])
+    assert "--ground-min-t must be a timestep" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -194,7 +198,7 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     assert main([*common, "--stages", "vae", "--vae-steps", "3"]) == 0
     assert (work / "vae" / "DONE").read_text().strip() == "3"
     grounded = ["--ground-token", "0.2", "--ground-pixel", "0.02"]
-    window = [*grounded, "--ground-from", "1", "--ground-until", "30"]
+    window = [*grounded, "--ground-from", "1", "--ground-until", "30", "--ground-min-t", "200"]
     assert main([*common, "--stages", "unet", "--unet-steps", "2", *window]) == 0
     (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
     more = ["--stages", "unet,export", "--unet-steps", "50", "--out", str(out), *window]

@@ -60,6 +60,13 @@ def train_shapes(
     ground_until: int = typer.Option(
         None, "--ground-until", min=0, help="UNet step the grounding stops at. Default: 0 (never)."
     ),
+    ground_min_t: int = typer.Option(
+        None,
+        "--ground-min-t",
+        min=0,
+        max=999,
+        help="Lowest noise timestep the grounding judges. Default: 0 (all).",
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
@@ -81,6 +88,7 @@ def train_shapes(
         "--ground-words": ground_words,
         "--ground-from": ground_from,
         "--ground-until": ground_until,
+        "--ground-min-t": ground_min_t,
         "--arch": arch,
     }
     for flag, value in given.items():

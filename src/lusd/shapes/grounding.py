@@ -109,6 +109,12 @@ def token_owners(
     return owners
 
 
+def owners_from_timestep(owners: torch.Tensor, t: torch.Tensor, min_t: int) -> torch.Tensor:
+    """``owners`` (B, T) with every word of a sample noised to a timestep below ``min_t``
+    left free (-1): those samples are judged by the epsilon loss alone."""
+    return owners.masked_fill((t < min_t)[:, None], -1)
+
+
 def grounding_losses(
     maps: list[torch.Tensor], owners: torch.Tensor, masks: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

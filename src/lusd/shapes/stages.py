@@ -16,6 +16,7 @@ from lusd.shapes.data import batch_rng, image_batch, to_tensor
 from lusd.shapes.grounding import (
     grounding_losses,
     install_grounding,
+    owners_from_timestep,
     remove_grounding,
     scene_masks,
     token_owners,
@@ -341,6 +342,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
         ).input_ids
         t = torch.randint(0, 1000, (z.shape[0],))
+        owners = owners_from_timestep(owners, t, args.ground_min_t)
         # Plain noise in the red-circle phase: low-frequency noise there hinders the
         # position mapping (docs/shapes-model.md).
         noise = _training_noise(z, 0.0 if cache.in_curriculum(run.step) else args.offset_noise)

@@ -194,6 +194,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="UNet step at which the grounding losses stop (0 = never; after it: the epsilon "
         "loss alone)",
     )
+    p.add_argument(
+        "--ground-min-t",
+        type=int,
+        default=0,
+        metavar="T",
+        help="the grounding losses judge only the samples noised to timestep T or later "
+        "(0-999; the layout is decided at high noise, the shapes' detail at low noise)",
+    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument(
@@ -206,6 +214,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.ground_until and args.ground_until <= args.ground_from:
         p.error("--ground-until must be a later step than --ground-from")
+    if not 0 <= args.ground_min_t < 1000:
+        p.error("--ground-min-t must be a timestep from 0 to 999")
     return args
 
 
