@@ -121,6 +121,21 @@ def test_the_loss_is_lower_when_words_look_at_their_objects():
     assert [x.item() for x in zero] == [0, 0]
 
 
+def test_layers_narrower_than_min_side_are_left_free():
+    owners = token_owners(caption_words(SCENE))[None]
+    masks = scene_masks(SCENE)[None]
+    sharp_8x8 = _maps(lambda c: c**4, owners, masks)[0]
+    uniform_4x4 = torch.full((1, 16, owners.shape[1]), 1 / owners.shape[1])
+    maps = [sharp_8x8, uniform_4x4]
+    only_8x8 = grounding_losses(maps, owners, masks, min_side=8)
+    assert [x.item() for x in only_8x8] == [
+        x.item() for x in grounding_losses(maps[:1], owners, masks)
+    ]
+    assert grounding_losses(maps, owners, masks)[0] > only_8x8[0] + 0.1
+    with pytest.raises(ValueError, match="16 locations wide"):
+        grounding_losses(maps, owners, masks, min_side=16)
+
+
 def test_samples_below_the_lowest_grounded_timestep_are_left_free():
     owners = token_owners(caption_words(SCENE))[None].repeat(2, 1)
     masks = scene_masks(SCENE)[None].repeat(2, 1, 1, 1)

@@ -156,6 +156,9 @@ def test_grounding_window_must_end_after_it_starts(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--ground-min-t", "1000"])
     assert "--ground-min-t must be a timestep" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--ground-min-side", "0"])
+    assert "--ground-min-side must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -199,6 +202,7 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     assert (work / "vae" / "DONE").read_text().strip() == "3"
     grounded = ["--ground-token", "0.2", "--ground-pixel", "0.02"]
     window = [*grounded, "--ground-from", "1", "--ground-until", "30", "--ground-min-t", "200"]
+    window += ["--ground-min-side", "8"]
     assert main([*common, "--stages", "unet", "--unet-steps", "2", *window]) == 0
     (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
     more = ["--stages", "unet,export", "--unet-steps", "50", "--out", str(out), *window]

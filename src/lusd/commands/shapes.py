@@ -67,6 +67,12 @@ def train_shapes(
         max=999,
         help="Lowest noise timestep the grounding judges. Default: 0 (all).",
     ),
+    ground_min_side: int = typer.Option(
+        None,
+        "--ground-min-side",
+        min=1,
+        help="Narrowest cross-attention layer the grounding judges. Default: 1 (all).",
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
@@ -89,6 +95,7 @@ def train_shapes(
         "--ground-from": ground_from,
         "--ground-until": ground_until,
         "--ground-min-t": ground_min_t,
+        "--ground-min-side": ground_min_side,
         "--arch": arch,
     }
     for flag, value in given.items():

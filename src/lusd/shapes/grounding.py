@@ -116,12 +116,15 @@ def owners_from_timestep(owners: torch.Tensor, t: torch.Tensor, min_t: int) -> t
 
 
 def grounding_losses(
-    maps: list[torch.Tensor], owners: torch.Tensor, masks: torch.Tensor
+    maps: list[torch.Tensor], owners: torch.Tensor, masks: torch.Tensor, min_side: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(token loss, pixel loss) averaged over layers.
+    """(token loss, pixel loss) averaged over the layers at least ``min_side`` locations wide.
 
     ``maps``: (B, hw, T) per layer; ``owners``: (B, T); ``masks``: (B, K, 16, 16).
     """
+    maps = [m for m in maps if m.shape[1] >= min_side**2]
+    if not maps:
+        raise ValueError(f"no cross-attention layer is {min_side} locations wide or wider")
     supervised = owners >= 0
     if not supervised.any():
         zero = maps[0].sum() * 0

@@ -355,7 +355,9 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         per = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (w * per).mean()
         if grounding is not None:
-            token_loss, pixel_loss = grounding_losses(grounding.maps, owners, masks)
+            token_loss, pixel_loss = grounding_losses(
+                grounding.maps, owners, masks, args.ground_min_side
+            )
             loss = loss + args.ground_token * token_loss + args.ground_pixel * pixel_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()

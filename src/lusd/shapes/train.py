@@ -202,6 +202,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the grounding losses judge only the samples noised to timestep T or later "
         "(0-999; the layout is decided at high noise, the shapes' detail at low noise)",
     )
+    p.add_argument(
+        "--ground-min-side",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the grounding losses judge only the cross-attention layers at least N "
+        "locations wide (8: the 8x8 layers, not the 4x4 ones)",
+    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument(
@@ -216,6 +224,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--ground-until must be a later step than --ground-from")
     if not 0 <= args.ground_min_t < 1000:
         p.error("--ground-min-t must be a timestep from 0 to 999")
+    if args.ground_min_side < 1:
+        p.error("--ground-min-side must be at least 1")
     return args
 
 
