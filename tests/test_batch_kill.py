@@ -122,7 +122,9 @@ def test_sigkill_at_random_moments_then_resume(tmp_path):
 @pytest.mark.slow
 def test_sigkill_cli_with_tiny_model(tmp_path, tiny_model_dir):
     """The real `lusd batch` command on the tiny SD model (num_steps=2), killed >= 10 times."""
-    n = 16
+    # each kill lets 1-3 jobs start first: with 16 rows a fast machine ran out of rows
+    # after 7-9 kills
+    n = 40
     manifest = write_manifest(tmp_path, n, extra={"num_steps": 2})
     out = tmp_path / "out"
     cmd = [
