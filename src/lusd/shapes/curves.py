@@ -14,19 +14,23 @@ def _read(path: Path) -> dict[str, list[float]]:
 
 
 def plot_curves(work: Path, out: Path) -> Path:
-    """Two panels: VAE reconstruction (L1, MSE) and UNet losses, against minutes of training."""
+    """A panel per stage that has a log: VAE reconstruction (L1, MSE) and UNet losses,
+    against minutes of training."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=110)
     unet_keys = ("loss", "mse", "token_loss", "pixel_loss")  # grounding losses when trained with
-    for ax, stage, keys in ((axes[0], "vae", ("l1", "mse")), (axes[1], "unet", unet_keys)):
-        path = work / stage / "loss.csv"
-        if not path.exists():
-            ax.set_title(f"{stage}: no log")
-            continue
+    stages = [
+        (stage, keys, work / stage / "loss.csv")
+        for stage, keys in (("vae", ("l1", "mse")), ("unet", unet_keys))
+        if (work / stage / "loss.csv").exists()
+    ]
+    if not stages:
+        raise FileNotFoundError(f"no vae/loss.csv or unet/loss.csv under {work}")
+    fig, axes = plt.subplots(1, len(stages), figsize=(5 * len(stages), 3.6), dpi=110, squeeze=False)
+    for ax, (stage, keys, path) in zip(axes[0], stages, strict=True):
         data = _read(path)
         minutes = [s / 60 for s in data["seconds"]]
         for key in (k for k in keys if k in data):
@@ -36,13 +40,14 @@ def plot_curves(work: Path, out: Path) -> Path:
         ax.set_title(f"{stage}: {int(data['step'][-1])} steps")
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[1].text(
-        0.02,
-        0.02,
-        "loss = min-SNR(5) weighted eps MSE (+ weighted grounding losses)",
-        transform=axes[1].transAxes,
-        fontsize=7,
-    )
+        if stage == "unet":
+            ax.text(
+                0.02,
+                0.02,
+                "loss = min-SNR(5) weighted eps MSE (+ weighted grounding losses)",
+                transform=ax.transAxes,
+                fontsize=7,
+            )
     fig.tight_layout()
     tmp = out.with_suffix(".tmp.png")
     fig.savefig(tmp)
