@@ -11,10 +11,10 @@ import torch
 from lusd.shapes import SHAPES_MODEL_DIR
 
 # Floors for the shipped weights, well below what docs/shapes-model.md measured (VAE
-# read-back 97.4% on 500 scenes; 92% of single-object prompts drawn right apart from the
-# position; the demo's colour and shape edits succeed at seed 0): they catch a broken
-# model or code path, not noise.
-VAE_FLOOR, SINGLE_FLOOR, GEN_PROMPTS, DEMO_FLOOR = 0.93, 0.7, 40, 1
+# read-back 97.4% on 500 scenes; 79% of single-object prompts drawn right, positions
+# included, and 80% of this test's 20 at 25 steps; the demo's edits at seed 0): they
+# catch a broken model or code path, not noise.
+VAE_FLOOR, SINGLE_FLOOR, GEN_PROMPTS, DEMO_FLOOR = 0.93, 0.6, 40, 1
 
 TINY_ARCH = json.dumps(
     {
@@ -138,7 +138,7 @@ def test_ground_words_parse_as_word_kinds():
     from lusd.shapes.train import parse_args, word_kinds
 
     assert word_kinds("position, color") == ("position", "color")
-    assert parse_args([]).ground_words == ("size", "color", "shape", "position")
+    assert parse_args([]).ground_words == ("position", "shape")  # the recipe's
     for bad in ("", "position,bogus", ","):
         with pytest.raises(argparse.ArgumentTypeError, match="word kinds"):
             word_kinds(bad)
@@ -148,7 +148,7 @@ def test_grounding_window_must_end_after_it_starts(capsys):
     from lusd.shapes.train import parse_args
 
     assert parse_args(["--ground-from", "10", "--ground-until", "20"]).ground_until == 20
-    assert parse_args(["--ground-from", "10"]).ground_until == 0  # 0: to the end
+    assert parse_args(["--ground-from", "10", "--ground-until", "0"]).ground_until == 0  # never
     with pytest.raises(SystemExit):
         parse_args(["--ground-from", "10", "--ground-until", "10"])
     assert "--ground-until must be a later step" in capsys.readouterr().err
@@ -309,7 +309,7 @@ def test_the_shipped_model_keeps_its_measured_quality():
     vae = vae_quality(pipe.vae, n=100, seed=99)
     assert vae["readback"] >= VAE_FLOOR and vae["images_with_artefacts"] <= 0.02
     summary, _, _ = generation_eval(pipe, n=GEN_PROMPTS, seed=77, steps=25)
-    assert summary["single_object_positions_aside"] >= SINGLE_FLOOR, summary
+    assert summary["single_object"] >= SINGLE_FLOOR, summary  # positions included
 
 
 def test_the_demo_edits_succeed_with_the_shipped_model():
@@ -320,3 +320,23 @@ def test_the_demo_edits_succeed_with_the_shipped_model():
     pipe.set_progress_bar_config(disable=True)
     results = run_demo(pipe, seed=0)
     assert sum(r.success for r in results) >= DEMO_FLOOR, [(r.case.kind, r.after) for r in results]
+
+
+def test_training_curves_plot_the_stages_that_have_a_log(tmp_path):
+    from PIL import Image
+
+    from lusd.shapes.curves import plot_curves
+
+    with pytest.raises(FileNotFoundError, match="loss.csv"):
+        plot_curves(tmp_path, tmp_path / "none.png")
+    (tmp_path / "unet").mkdir()
+    log = "step,seconds,loss,mse,lr,token_loss,pixel_loss\n0,1.0,1.0,1.0,0.001,0.5,0.4\n"
+    log += "25,60.0,0.5,0.4,0.001,nan,nan\n"
+    (tmp_path / "unet" / "loss.csv").write_text(log)
+    one = Image.open(plot_curves(tmp_path, tmp_path / "one.png")).size
+    (tmp_path / "vae").mkdir()
+    (tmp_path / "vae" / "loss.csv").write_text(
+        "step,seconds,l1,mse\n0,1.0,0.3,0.2\n9,30.0,0.1,0.05\n"
+    )
+    two = Image.open(plot_curves(tmp_path, tmp_path / "two.png")).size
+    assert two[0] > 1.8 * one[0] and two[1] == one[1]  # a panel per logged stage

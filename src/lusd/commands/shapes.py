@@ -52,13 +52,17 @@ def train_shapes(
         None,
         "--ground-words",
         metavar="KINDS",
-        help="Object words the grounding supervises (size,color,shape,position). Default: all.",
+        help="Object words the grounding supervises (of size,color,shape,position). "
+        "Default: position,shape.",
     ),
     ground_from: int = typer.Option(
         None, "--ground-from", min=0, help="UNet step the grounding starts at. Default: 0."
     ),
     ground_until: int = typer.Option(
-        None, "--ground-until", min=0, help="UNet step the grounding stops at. Default: 0 (never)."
+        None,
+        "--ground-until",
+        min=0,
+        help="UNet step the grounding stops at (0: never). Default: 3500.",
     ),
     ground_min_t: int = typer.Option(
         None,
@@ -71,7 +75,7 @@ def train_shapes(
         None,
         "--ground-min-side",
         min=1,
-        help="Narrowest cross-attention layer the grounding judges. Default: 1 (all).",
+        help="Narrowest cross-attention layer the grounding judges. Default: 8 (not 4x4).",
     ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
 ) -> None:

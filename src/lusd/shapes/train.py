@@ -162,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ground-token",
         type=float,
-        default=0.0,
+        default=0.1,
         help="weight of the cross-attention grounding token loss (lusd.shapes.grounding)",
     )
     p.add_argument(
@@ -174,7 +174,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ground-words",
         type=word_kinds,
-        default=",".join(WORD_KINDS),
+        default="position,shape",
         metavar="KINDS",
         help="the object words the grounding supervises, of "
         f"{','.join(WORD_KINDS)} (the others are left free)",
@@ -189,7 +189,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ground-until",
         type=int,
-        default=0,
+        default=3500,
         metavar="STEP",
         help="UNet step at which the grounding losses stop (0 = never; after it: the epsilon "
         "loss alone)",
@@ -205,7 +205,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--ground-min-side",
         type=int,
-        default=1,
+        default=8,
         metavar="N",
         help="the grounding losses judge only the cross-attention layers at least N "
         "locations wide (8: the 8x8 layers, not the 4x4 ones)",
