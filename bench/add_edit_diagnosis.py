@@ -1,0 +1,44 @@
+"""Why LUSD's add edits fail on the shapes model: the pull back to the source or the step size?
+
+Runs the add cases among the tuning cases (seed 7, never the reported ones) with LUSD at
+its shipped configuration, with lambda_reg 0, with a larger step scale, and with both,
+and DDS for reference; writes bench/results/shapes_add_diagnosis.json.
+
+    python bench/add_edit_diagnosis.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lusd.loading import load_pipeline
+from lusd.shapes.bench import run, summarize
+from lusd.shapes.edits import make_cases
+from lusd.shapes.tune import TUNING_SEED
+
+VARIANTS = {
+    "shipped": {},
+    "lambda_reg 0": {"lambda_reg": 0.0},
+    "s_high 0.15": {"scale_high": 0.15, "scale_low": 0.015},
+    "s_high 0.15, lambda_reg 0": {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.0},
+}
+
+
+def main() -> None:
+    pipe = load_pipeline(None, "cpu")
+    pipe.set_progress_bar_config(disable=True)
+    cases = [c for c in make_cases(72, TUNING_SEED) if c.kind == "add"]
+    result = {"seed": TUNING_SEED, "n_cases": len(cases), "lusd": {}}
+    for name, overrides in VARIANTS.items():
+        entry = summarize(run(pipe, cases, ["lusd"], overrides=overrides or None))["lusd"]["all"]
+        result["lusd"][name] = {"overrides": overrides, **entry}
+        print(name, entry, flush=True)
+    result["dds"] = summarize(run(pipe, cases, ["dds"]))["dds"]["all"]
+    print("dds", result["dds"], flush=True)
+    out = Path("bench/results/shapes_add_diagnosis.json")
+    out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
