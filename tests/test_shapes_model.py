@@ -151,7 +151,11 @@ def test_grounding_window_must_end_after_it_starts(capsys):
     assert parse_args(["--ground-from", "10", "--ground-until", "0"]).ground_until == 0  # never
     with pytest.raises(SystemExit):
         parse_args(["--ground-from", "10", "--ground-until", "10"])
-    assert "--ground-until must be a later step" in capsys.readouterr().err
+    assert "--ground-until (10) must be a later step" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the recipe's window ends at 3500
+        parse_args(["--ground-from", "4000"])
+    err = capsys.readouterr().err
+    assert "--ground-until 0 grounds to the end" in err and err.count("\n") == 1  # one line
     assert parse_args(["--ground-min-t", "600"]).ground_min_t == 600
     with pytest.raises(SystemExit):
         parse_args(["--ground-min-t", "1000"])

@@ -132,8 +132,15 @@ def word_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+class _OneLineErrors(argparse.ArgumentParser):
+    """Argument errors as one line, without the 20-line usage (``--help`` still has it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="lusd.shapes.train", description=__doc__)
+    p = _OneLineErrors(prog="lusd.shapes.train", description=__doc__)
     p.add_argument("--work", type=Path, default=Path("shapes-train"), help="checkpoint folder")
     p.add_argument("--out", type=Path, default=None, help="model folder to write at the end")
     p.add_argument("--seed", type=int, default=0)
@@ -221,7 +228,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
     if args.ground_until and args.ground_until <= args.ground_from:
-        p.error("--ground-until must be a later step than --ground-from")
+        p.error(
+            f"--ground-until ({args.ground_until}) must be a later step than --ground-from "
+            f"({args.ground_from}); --ground-until 0 grounds to the end"
+        )
     if not 0 <= args.ground_min_t < 1000:
         p.error("--ground-min-t must be a timestep from 0 to 999")
     if args.ground_min_side < 1:
