@@ -32,7 +32,7 @@ def main() -> None:
     cases = [c for c in make_cases(72, TUNING_SEED) if c.kind == "add"]
     result = {"seed": TUNING_SEED, "n_cases": len(cases), "lusd": {}}
     for name, overrides in VARIANTS.items():
-        entry = summarize(run(pipe, cases, ["lusd"], overrides=overrides or None))["lusd"]["all"]
+        entry = summarize(run(pipe, cases, ["lusd"], overrides=overrides))["lusd"]["all"]
         result["lusd"][name] = {"overrides": overrides, **entry}
         print(name, entry, flush=True)
     result["dds"] = summarize(run(pipe, cases, ["dds"]))["dds"]["all"]

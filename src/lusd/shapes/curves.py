@@ -23,9 +23,9 @@ def plot_curves(work: Path, out: Path) -> Path:
 
     unet_keys = ("loss", "mse", "token_loss", "pixel_loss")  # grounding losses when trained with
     stages = [
-        (stage, keys, work / stage / "loss.csv")
+        (stage, keys, path)
         for stage, keys in (("vae", ("l1", "mse")), ("unet", unet_keys))
-        if (work / stage / "loss.csv").exists()
+        if (path := work / stage / "loss.csv").exists()
     ]
     if not stages:
         raise FileNotFoundError(f"no vae/loss.csv or unet/loss.csv under {work}")

@@ -18,7 +18,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
 # made training steps up to 7x slower (measured). Must be set before torch loads OpenMP.
@@ -135,7 +135,7 @@ def word_kinds(text: str) -> tuple[str, ...]:
 class _OneLineErrors(argparse.ArgumentParser):
     """Argument errors as one line, without the 20-line usage (``--help`` still has it)."""
 
-    def error(self, message: str):
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
