@@ -249,11 +249,34 @@ def test_eval_prompts_are_seeded(n):
     wrong = judge(img, "a small red square on the top left")
     assert not wrong.objects_ok_anywhere and wrong.errors == ("color", "cell")
     assert judge(img, "a large green circle").errors == ("shape", "size")
-    assert judge(img, "a green square and a red circle").errors == ()  # two objects: not itemised
+    assert judge(img, "a green square and a red circle").errors == ("count",)
     assert judge(render(Scene("black")), "a green square").errors == ("count",)
     summary = summarize([misplaced, wrong, judge(img, "a green square")])
     assert summary["single_object_errors"] == pytest.approx(
         {"count": 0, "color": 1 / 3, "shape": 0, "size": 0, "cell": 2 / 3}
+    )
+
+
+def test_two_object_judgements_say_what_went_wrong():
+    from lusd.shapes.evaluate import judge, summarize
+    from lusd.shapes.world import Obj, Scene, render
+
+    img = render(
+        Scene("white", (Obj("red", "circle", "large", 0), Obj("blue", "square", "large", 8)))
+    )
+    assert judge(img, "a red circle on the top left and a blue square").errors == ()
+    swapped = judge(img, "a red square and a blue circle")
+    assert swapped.errors == ("binding",)
+    assert judge(img, "a red circle and a green square").errors == ("color",)
+    assert judge(img, "a small red circle and a blue triangle").errors == ("shape", "size")
+    moved = judge(img, "a red circle on the bottom right and a blue square on the top left")
+    assert moved.errors == ("cell",) and moved.objects_ok_anywhere
+    too_few = judge(img, "a red circle and a blue square and a red triangle")
+    assert too_few.errors == ("count",)
+    summary = summarize([swapped, moved, judge(img, "a red circle and a blue square")])
+    assert summary["two_object"] == pytest.approx(1 / 3)
+    assert summary["two_object_errors"] == pytest.approx(
+        {"count": 0, "color": 0, "shape": 0, "size": 0, "binding": 1 / 3, "cell": 1 / 3}
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,6 +80,10 @@ def eval_prompts(n: int = 200, seed: int = 2024) -> list[str]:
     return out
 
 
+#: what an object looks like (its cell aside)
+_LOOKS = ("color", "shape", "size")
+
+
 @dataclass
 class Judgement:
     prompt: str
@@ -87,7 +92,7 @@ class Judgement:
     background_named: bool
     background_ok: bool
     objects_ok_anywhere: bool = False  # right objects, positions not checked (a diagnostic)
-    errors: tuple[str, ...] = ()  # single-object prompts: "count" or the attributes drawn wrong
+    errors: tuple[str, ...] = ()  # why the objects are wrong (see ``_errors``)
 
     @property
     def ok(self) -> bool:
@@ -102,20 +107,32 @@ def judge(image, prompt: str) -> Judgement:
     anywhere = [dataclasses.replace(e, cell=None) for e in expected]
     objects_ok_anywhere = len(found) == len(expected) and assign(anywhere, found) is not None
     bg_ok = bg is not None and background(image) == bg
-    errors: tuple[str, ...] = ()
-    if len(expected) == 1:
-        errors = ("count",) if len(found) != 1 else _wrong_attributes(expected[0], found[0])
+    errors = () if objects_ok else _errors(expected, found, objects_ok_anywhere)
     return Judgement(
         prompt, len(expected), objects_ok, bg is not None, bg_ok, objects_ok_anywhere, errors
     )
 
 
-def _wrong_attributes(expected, found) -> tuple[str, ...]:
-    return tuple(
+def _errors(expected, found, right_anywhere: bool) -> tuple[str, ...]:
+    """Why the objects are wrong: ``count`` (another number of objects), else the attributes
+    drawn wrong. With one object, its wrong attributes (``cell`` among them); with more, the
+    attributes some asked value of is missing from the picture, ``binding`` when every asked
+    value is there but on the wrong objects, ``cell`` when only positions are wrong."""
+    if len(found) != len(expected):
+        return ("count",)
+    if len(expected) == 1:
+        e, f = expected[0], found[0]
+        named = (k for k in (*_LOOKS, "cell") if getattr(e, k) is not None)
+        return tuple(k for k in named if getattr(e, k) != getattr(f, k))
+    if right_anywhere:
+        return ("cell",)
+    missing = tuple(
         k
-        for k in ("color", "shape", "size", "cell")
-        if getattr(expected, k) is not None and getattr(expected, k) != getattr(found, k)
+        for k in _LOOKS
+        if Counter(getattr(e, k) for e in expected if getattr(e, k) is not None)
+        - Counter(getattr(f, k) for f in found)
     )
+    return missing or ("binding",)
 
 
 def summarize(judgements: list[Judgement]) -> dict[str, float]:
@@ -123,18 +140,20 @@ def summarize(judgements: list[Judgement]) -> dict[str, float]:
         return float(np.mean(items)) if items else float("nan")
 
     singles = [j for j in judgements if j.n_objects == 1]
+    pairs = [j for j in judgements if j.n_objects == 2]
     return {
         "single_object": rate([j.objects_ok for j in singles]),
-        "two_object": rate([j.objects_ok for j in judgements if j.n_objects == 2]),
+        "two_object": rate([j.objects_ok for j in pairs]),
         "background_when_named": rate([j.background_ok for j in judgements if j.background_named]),
         "all_correct": rate([j.ok for j in judgements]),
         "single_object_positions_aside": rate([j.objects_ok_anywhere for j in singles]),
-        "two_object_positions_aside": rate(
-            [j.objects_ok_anywhere for j in judgements if j.n_objects == 2]
-        ),
+        "two_object_positions_aside": rate([j.objects_ok_anywhere for j in pairs]),
         "single_object_errors": {
-            kind: rate([kind in j.errors for j in singles])
-            for kind in ("count", "color", "shape", "size", "cell")
+            kind: rate([kind in j.errors for j in singles]) for kind in ("count", *_LOOKS, "cell")
+        },
+        "two_object_errors": {
+            kind: rate([kind in j.errors for j in pairs])
+            for kind in ("count", *_LOOKS, "binding", "cell")
         },
         "n": len(judgements),
     }
@@ -164,8 +183,6 @@ def position_probe(pipe, seeds: int = 8, steps: int = 30) -> dict[str, float]:
     ``seed_cell``: per seed, the share of the nine images in that seed's most common
     cell (1.0 = the noise alone decides the position, 1/9 = the prompt does).
     """
-    from collections import Counter
-
     from lusd.shapes.generate import generate
     from lusd.shapes.world import POSITIONS, Obj, object_phrase
 
