@@ -132,3 +132,19 @@ def test_journal_records_of_retrained_weights_are_stale():
     with torch.no_grad():
         pipe.unet.weight[0, 0] += 1e-3
     assert _config_hash(pipe, "lusd", None) != before
+
+
+def test_tuning_prefers_a_configuration_that_serves_every_edit_kind():
+    from lusd.shapes.tune import score
+
+    def entry(success, bg, by_kind):
+        return {"success": success, "bg_change": bg, "success_by_kind": by_kind}
+
+    gives_up_adds = entry(0.4, 0.9, {"add": 0.0, "color": 0.5, "shape": 0.7})
+    serves_all = entry(0.3, 1.0, {"add": 0.1, "color": 0.3, "shape": 0.5})
+    assert max([gives_up_adds, serves_all], key=score) is serves_all
+    # among configurations that serve every kind: success first, background change breaks ties
+    better = entry(0.35, 1.5, {"add": 0.1, "color": 0.4, "shape": 0.55})
+    assert max([serves_all, better], key=score) is better
+    cleaner = entry(0.35, 0.8, {"add": 0.1, "color": 0.4, "shape": 0.55})
+    assert max([better, cleaner], key=score) is cleaner

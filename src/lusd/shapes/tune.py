@@ -1,6 +1,6 @@
 """Choose the shapes model's single LUSD configuration on tuning cases (never the reported ones).
 
-    python -m lusd.shapes.tune --cases 24 --out bench/results/shapes_tuning.json
+    python -m lusd.shapes.tune --out bench/results/shapes_tuning.json
 
 Tuning cases use ``TUNING_SEED``; the benchmark reports cases of ``REPORT_SEED``.
 """
@@ -14,30 +14,49 @@ import os
 from pathlib import Path
 
 from lusd.shapes.bench import REPORT_SEED, TUNING_SEED, run, summarize
-from lusd.shapes.edits import make_cases
+from lusd.shapes.edits import EDIT_KINDS, make_cases
 
 log = logging.getLogger(__name__)
 
-#: Candidates: the paper's values, then the knobs that mattered on a similar tiny model
-#: (SHAPES_WORLD.md: lower s_high/s_low, higher lambda_reg); with 60 instead of 300
-#: iterations a larger step scale covers the same distance.
+#: Candidates: the paper's values, then step scales around the 60-iteration one chosen before
+#: (SHAPES_WORLD.md: lower s_high/s_low, higher lambda_reg on a tiny model). With 60 instead
+#: of 300 iterations a larger step scale covers the same distance; add edits need one
+#: (bench/add_edit_diagnosis.py, on tuning cases).
 CANDIDATES: list[dict] = [
     {"scale_high": 0.15, "scale_low": 0.01, "lambda_reg": 0.02},
     {"scale_high": 0.05, "scale_low": 0.005, "lambda_reg": 0.1},
     {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.1},
     {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.1},
-    {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.2},
-    # the mask from the 8x8 cross-attention (latent/2) instead of 4x4: a 16x16 latent is
-    # 4x smaller than SD1.5's, and its latent/4 level hardly localises
-    {"scale_high": 0.05, "scale_low": 0.005, "lambda_reg": 0.1, "mask_cross_factor": 2},
-    {"scale_high": 0.1, "scale_low": 0.01, "lambda_reg": 0.1, "mask_cross_factor": 2},
-    {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.1, "mask_cross_factor": 2},
+    {"scale_high": 0.25, "scale_low": 0.025, "lambda_reg": 0.1},
+    {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.05},
+    {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.2},
+    {"scale_high": 0.25, "scale_low": 0.025, "lambda_reg": 0.2},
+    # added after the first eight, because the best of them lay at the grid's edge
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.2},
+    {"scale_high": 0.6, "scale_low": 0.06, "lambda_reg": 0.1},
+    {"scale_high": 1.0, "scale_low": 0.1, "lambda_reg": 0.1},
+    # the mask from the 8x8 cross-attention (latent/2) instead of 4x4: added after
+    # bench/change_edit_diagnosis.py found colour changes drawing a second object
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "mask_cross_factor": 2},
+    {"scale_high": 1.0, "scale_low": 0.1, "lambda_reg": 0.1, "mask_cross_factor": 2},
+    # around the best so far: the timestep range, the scale decay, the pull back
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_max": 700},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_min": 200},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_min": 200, "t_max": 700},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "scale_k": 2},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.15},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_min": 300},
+    {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_min": 400},
 ]
 
 
-def score(entry: dict) -> float:
-    """Success first; background change breaks near-ties (1 point of change = 1% success)."""
-    return entry["success"] - entry["bg_change"] / 100.0
+def score(entry: dict) -> tuple[bool, float]:
+    """Rank a candidate: first whether it succeeds on every edit kind (one configuration must
+    serve adds, colour and shape changes alike), then success, with background change breaking
+    near-ties (1 point of change = 1% success)."""
+    covers_all = all(rate > 0 for rate in entry["success_by_kind"].values())
+    return covers_all, entry["success"] - entry["bg_change"] / 100.0
 
 
 def tune(pipe, n_cases: int, steps: int, candidates: list[dict]) -> dict:
@@ -47,8 +66,10 @@ def tune(pipe, n_cases: int, steps: int, candidates: list[dict]) -> dict:
     for cand in candidates:
         overrides = {**cand, "num_steps": steps}
         records = run(pipe, cases, ["lusd"], overrides=overrides)
-        entry = summarize(records)["lusd"]["all"]
-        results.append({"config": overrides, **entry})
+        kinds = summarize(records)["lusd"]
+        entry = kinds["all"]
+        per_kind = {kind: kinds[kind]["success"] for kind in EDIT_KINDS}
+        results.append({"config": overrides, **entry, "success_by_kind": per_kind})
         log.info(
             "tuning %s -> success %.2f, bg %.2f, %.1f s/edit",
             overrides,
@@ -63,7 +84,7 @@ def tune(pipe, n_cases: int, steps: int, candidates: list[dict]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="lusd.shapes.tune", description=__doc__)
     p.add_argument("--model", default=None)
-    p.add_argument("--cases", type=int, default=24)
+    p.add_argument("--cases", type=int, default=90)
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--out", type=Path, default=Path("bench/results/shapes_tuning.json"))
     p.add_argument("--candidates", default=None, help="JSON list replacing CANDIDATES")
