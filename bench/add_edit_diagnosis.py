@@ -1,8 +1,10 @@
-"""Why LUSD's add edits fail on the shapes model: the pull back to the source or the step size?
+"""What LUSD's add edits need on the shapes model: less pull back to the source, or larger steps?
 
 Runs the 24 add cases among the first 72 cases of the tuning seed (seed 7; the reported
-cases use another seed) with LUSD at its shipped configuration, with lambda_reg 0, with a
-larger step scale, and with both, and DDS for reference; writes
+cases use another seed) with LUSD at the tenth session's step scale (s_high 0.05), with
+lambda_reg 0, with larger step scales (0.15, and 0.4: the shipped one since the eleventh
+session), with 0.15 and lambda_reg 0 together, and DDS for reference; every variant keeps
+the shipped lambda_reg 0.1 unless it says otherwise. Writes
 bench/results/shapes_add_diagnosis.json.
 
     python bench/add_edit_diagnosis.py
@@ -19,10 +21,11 @@ from lusd.shapes.edits import make_cases
 from lusd.shapes.tune import TUNING_SEED
 
 VARIANTS = {
-    "shipped": {},
-    "lambda_reg 0": {"lambda_reg": 0.0},
+    "s_high 0.05": {"scale_high": 0.05, "scale_low": 0.005},
+    "s_high 0.05, lambda_reg 0": {"scale_high": 0.05, "scale_low": 0.005, "lambda_reg": 0.0},
     "s_high 0.15": {"scale_high": 0.15, "scale_low": 0.015},
     "s_high 0.15, lambda_reg 0": {"scale_high": 0.15, "scale_low": 0.015, "lambda_reg": 0.0},
+    "s_high 0.4": {"scale_high": 0.4, "scale_low": 0.04},
 }
 
 
