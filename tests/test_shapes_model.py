@@ -14,7 +14,7 @@ from lusd.shapes import SHAPES_MODEL_DIR
 # read-back 97.4% on 500 scenes; 79% of single-object prompts drawn right, positions
 # included, and 80% of this test's 20 at 25 steps; the demo's edits at seed 0): they
 # catch a broken model or code path, not noise.
-VAE_FLOOR, SINGLE_FLOOR, GEN_PROMPTS, DEMO_FLOOR = 0.93, 0.6, 40, 1
+VAE_FLOOR, SINGLE_FLOOR, GEN_PROMPTS, DEMO_FLOOR = 0.93, 0.6, 40, 2
 
 TINY_ARCH = json.dumps(
     {
