@@ -1,13 +1,15 @@
 """How LUSD's colour and shape changes fail on the shapes model, next to DDS's.
 
 Runs the colour and shape cases among the 90 tuning cases (seed 7; the reported cases use
-another seed) with LUSD at the shipped configuration and with DDS, and sorts each outcome
-by what the oracle sees: ``success``; ``unchanged`` (the source objects, as they were);
-``wrong value`` (the edited object kept its cell and its other attribute, but took a third
-colour or shape); ``fewer objects`` (lost or merged) or ``more objects``; ``other``
-(anything else, e.g. another object changed or an object moved).
-Each case runs with the generator seed the benchmark driver gives it, so LUSD's successes
-match the tuning run's. Writes bench/results/shapes_change_diagnosis.json.
+another seed) with LUSD at the shipped configuration, with LUSD focused on the changed word
+itself (for a colour change the colour word, where the paper's rule picks the noun), with
+LUSD without progressive narrowing (the mask applies fully from the second iteration), and
+with DDS. Sorts each outcome by what the oracle sees: ``success``; ``unchanged`` (the
+source objects, as they were); ``wrong value`` (the edited object kept its cell and its
+other attribute, but took a third colour or shape); ``fewer objects`` (lost or merged) or
+``more objects``; ``other`` (anything else, e.g. another object changed or an object
+moved). Each case runs with the generator seed the benchmark driver gives it, so LUSD's
+successes match the tuning run's. Writes bench/results/shapes_change_diagnosis.json.
 
     python bench/change_edit_diagnosis.py
 """
@@ -49,12 +51,25 @@ def outcome(case: EditCase, edited) -> str:
     return "wrong value" if same_place else "other"
 
 
+def changed_word(case: EditCase) -> list[str]:
+    new = next(o for o, s in zip(case.expected, case.scene.objects, strict=True) if o != s)
+    return [getattr(new, case.kind)]
+
+
+VARIANTS = {
+    "lusd": ("lusd", {}, None),
+    "lusd, focus on the changed word": ("lusd", {}, changed_word),
+    "lusd, no progressive narrowing": ("lusd", {"progressive_mask": False}, None),
+    "dds": ("dds", {}, None),
+}
+
+
 def main() -> None:
     pipe = load_pipeline(None, "cpu")
     pipe.set_progress_bar_config(disable=True)
     indexed = [(i, c) for i, c in enumerate(make_cases(90, TUNING_SEED)) if c.kind != "add"]
     result: dict = {"seed": TUNING_SEED, "n_cases": len(indexed)}
-    for preset in ("lusd", "dds"):
+    for name, (preset, overrides, focus) in VARIANTS.items():
         tallies = {"color": Counter(), "shape": Counter()}
         for i, case in indexed:
             out = pipe(
@@ -62,11 +77,13 @@ def main() -> None:
                 case.source_prompt,
                 case.target_prompt,
                 preset=preset,
+                focus=None if focus is None else focus(case),
                 generator=torch.Generator("cpu").manual_seed(REPORT_SEED + i),
+                **overrides,
             )
             tallies[case.kind][outcome(case, out.images[0])] += 1
-        result[preset] = {kind: dict(t) for kind, t in tallies.items()}
-        print(preset, result[preset], flush=True)
+        result[name] = {kind: dict(t) for kind, t in tallies.items()}
+        print(name, result[name], flush=True)
     out_path = Path("bench/results/shapes_change_diagnosis.json")
     out_path.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -48,6 +48,14 @@ CANDIDATES: list[dict] = [
     {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.15},
     {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_min": 300},
     {"scale_high": 0.4, "scale_low": 0.04, "lambda_reg": 0.1, "t_min": 400},
+    # the best, with the mask applied fully from the start (no progressive narrowing)
+    {
+        "scale_high": 0.4,
+        "scale_low": 0.04,
+        "lambda_reg": 0.1,
+        "t_min": 200,
+        "progressive_mask": False,
+    },
 ]
 
 
