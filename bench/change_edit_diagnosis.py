@@ -8,8 +8,9 @@ with DDS. Sorts each outcome by what the oracle sees: ``success``; ``unchanged``
 source objects, as they were); ``wrong value`` (the edited object kept its cell and its
 other attribute, but took a third colour or shape); ``fewer objects`` (lost or merged) or
 ``more objects``; ``other`` (anything else, e.g. another object changed or an object
-moved). Each case runs with the generator seed the benchmark driver gives it, so LUSD's
-successes match the tuning run's. Writes bench/results/shapes_change_diagnosis.json.
+moved). Each case is edited as the benchmark driver edits it (raw output, the same
+generator seed), so LUSD's successes match the tuning run's. Writes
+bench/results/shapes_change_diagnosis.json.
 
     python bench/change_edit_diagnosis.py
 """
@@ -20,13 +21,17 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import torch
-
 from lusd.loading import load_pipeline
-from lusd.shapes.bench import REPORT_SEED
+from lusd.shapes.bench import edit_case
 from lusd.shapes.edits import EditCase, edit_success, make_cases
 from lusd.shapes.oracle import detect
 from lusd.shapes.tune import TUNING_SEED
+from lusd.shapes.world import Obj
+
+
+def changed_object(case: EditCase) -> Obj:
+    """The object a colour or shape change asks for."""
+    return next(o for o, s in zip(case.expected, case.scene.objects, strict=True) if o != s)
 
 
 def outcome(case: EditCase, edited) -> str:
@@ -38,7 +43,7 @@ def outcome(case: EditCase, edited) -> str:
     if found == sorted((o.color, o.shape, o.cell) for o in case.scene.objects):
         return "unchanged"
     kept = "shape" if case.kind == "color" else "color"
-    changed = next(o for o, s in zip(case.expected, case.scene.objects, strict=True) if o != s)
+    changed = changed_object(case)
     others = sorted((o.color, o.shape, o.cell) for o in case.expected if o is not changed)
     rest = [f for f in found if f in others]
     loose = [f for f in found if f not in others]
@@ -52,8 +57,7 @@ def outcome(case: EditCase, edited) -> str:
 
 
 def changed_word(case: EditCase) -> list[str]:
-    new = next(o for o, s in zip(case.expected, case.scene.objects, strict=True) if o != s)
-    return [getattr(new, case.kind)]
+    return [getattr(changed_object(case), case.kind)]
 
 
 VARIANTS = {
@@ -72,15 +76,8 @@ def main() -> None:
     for name, (preset, overrides, focus) in VARIANTS.items():
         tallies = {"color": Counter(), "shape": Counter()}
         for i, case in indexed:
-            out = pipe(
-                case.image(),
-                case.source_prompt,
-                case.target_prompt,
-                preset=preset,
-                focus=None if focus is None else focus(case),
-                generator=torch.Generator("cpu").manual_seed(REPORT_SEED + i),
-                **overrides,
-            )
+            words = None if focus is None else focus(case)
+            out = edit_case(pipe, case, case.image(), preset, i, overrides, focus=words)
             tallies[case.kind][outcome(case, out.images[0])] += 1
         result[name] = {kind: dict(t) for kind, t in tallies.items()}
         print(name, result[name], flush=True)

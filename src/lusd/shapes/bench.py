@@ -43,19 +43,33 @@ def pasted(case_image: Image.Image, raw: Image.Image, mask: Image.Image | None, 
     return paste_back(case_image, raw, weights)
 
 
-def run_case(pipe, case: EditCase, preset: str, index: int, overrides: dict | None = None) -> dict:
-    """One edit of ``case`` with ``preset`` (raw output, no paste-back), judged."""
-    image = case.image()
-    gen = torch.Generator("cpu").manual_seed(REPORT_SEED + index)
-    started = time.perf_counter()
-    out = pipe(
+def edit_case(
+    pipe,
+    case: EditCase,
+    image: Image.Image,
+    preset: str,
+    index: int,
+    overrides: dict | None = None,
+    focus: list[str] | None = None,
+):
+    """The pipeline's output for ``case`` (rendered as ``image``) as the benchmark edits it:
+    raw output (no paste-back), seeded by the case's ``index`` in its list."""
+    return pipe(
         image,
         case.source_prompt,
         case.target_prompt,
         preset=preset,
-        generator=gen,
+        focus=focus,
+        generator=torch.Generator("cpu").manual_seed(REPORT_SEED + index),
         **_raw(overrides),
     )
+
+
+def run_case(pipe, case: EditCase, preset: str, index: int, overrides: dict | None = None) -> dict:
+    """One edit of ``case`` with ``preset`` (raw output, no paste-back), judged."""
+    image = case.image()
+    started = time.perf_counter()
+    out = edit_case(pipe, case, image, preset, index, overrides)
     seconds = time.perf_counter() - started
     raw = out.images[0]
     rec: dict[str, Any] = {
