@@ -105,11 +105,14 @@ def check_consistent(out: Path, n_rows: int) -> None:
 
 
 def test_sigkill_at_random_moments_then_resume(tmp_path):
-    n = 60
+    # Kills wait for journal progress, so a fast machine cannot finish the rows early:
+    # at 0.1 s a row, a kill lets at most 8 rows start (0.8 s start-up window), and
+    # 12 kills cannot use up 120 rows. (A plain timer ran out of rows after 9 kills.)
+    n = 120
     manifest = write_manifest(tmp_path, n)
     out = tmp_path / "out"
     cmd = [sys.executable, str(TESTS / "test_batch_fakes.py"), str(manifest), str(out), "0.1"]
-    kills = _kill_loop(cmd, 12, (0.3, 1.2), seed=1)
+    kills = _kill_loop(cmd, 12, (0.15, 0.8), seed=1, out=out)
     assert kills >= 10, f"only {kills} kills landed while the batch ran"
     with Journal(out / "journal.sqlite") as j:
         interrupted = [e for e in j.events() if e["event"] == "interrupted"]
