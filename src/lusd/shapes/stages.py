@@ -288,7 +288,9 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
     abar = sched.alphas_cumprod
     snr = abar / (1 - abar)
     torch.manual_seed(args.seed)
-    unet, text = build_unet(arch), build_text_encoder(arch)
+    # channels_last: a training step ~15% faster on these CPUs (docs/shapes-model.md)
+    unet = build_unet(arch).to(memory_format=torch.channels_last)
+    text = build_text_encoder(arch)
     model = torch.nn.ModuleDict({"unet": unet, "text": text})
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=run.spec.lr, weight_decay=0.01, fused=True)
@@ -346,7 +348,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         # Plain noise in the red-circle phase: low-frequency noise there hinders the
         # position mapping (docs/shapes-model.md).
         noise = _training_noise(z, 0.0 if cache.in_curriculum(run.step) else args.offset_noise)
-        zt = sched.add_noise(z, noise, t)
+        zt = sched.add_noise(z, noise, t).contiguous(memory_format=torch.channels_last)
         cond = text(ids)[0]
         if grounding is not None:
             grounding.maps.clear()
