@@ -163,6 +163,24 @@ def test_grounding_window_must_end_after_it_starts(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--ground-min-side", "0"])
     assert "--ground-min-side must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # late words need an end of the full grounding
+        parse_args(["--ground-until", "0", "--ground-late-words", "position"])
+    assert "--ground-late-words needs a --ground-until" in capsys.readouterr().err
+
+
+def test_grounded_words_follow_the_window():
+    from lusd.shapes.stages import ground_words_at
+    from lusd.shapes.train import parse_args
+
+    recipe = parse_args([])
+    assert ground_words_at(recipe, 0) == ground_words_at(recipe, 3499) == ("position", "shape")
+    assert ground_words_at(recipe, 3500) == ()  # after the window: the epsilon loss alone
+    late = parse_args(["--ground-from", "10", "--ground-late-words", "position"])
+    assert ground_words_at(late, 9) == ()
+    assert ground_words_at(late, 10) == ("position", "shape")
+    assert ground_words_at(late, 3500) == ground_words_at(late, 10**6) == ("position",)
+    never = parse_args(["--ground-token", "0", "--ground-late-words", "position"])
+    assert ground_words_at(never, 0) == ground_words_at(never, 5000) == ()
 
 
 @pytest.mark.parametrize(

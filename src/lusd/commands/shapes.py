@@ -64,6 +64,12 @@ def train_shapes(
         min=0,
         help="UNet step the grounding stops at (0: never). Default: 3500.",
     ),
+    ground_late_words: str = typer.Option(
+        None,
+        "--ground-late-words",
+        metavar="KINDS",
+        help="Object words still grounded after --ground-until. Default: none.",
+    ),
     ground_min_t: int = typer.Option(
         None,
         "--ground-min-t",
@@ -98,6 +104,7 @@ def train_shapes(
         "--ground-words": ground_words,
         "--ground-from": ground_from,
         "--ground-until": ground_until,
+        "--ground-late-words": ground_late_words,
         "--ground-min-t": ground_min_t,
         "--ground-min-side": ground_min_side,
         "--arch": arch,

@@ -23,7 +23,7 @@ from lusd.shapes.grounding import (
 )
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
 from lusd.shapes.train import Run, lr_at
-from lusd.shapes.world import WORD_KINDS, Obj, Scene
+from lusd.shapes.world import Obj, Scene
 
 log = logging.getLogger(__name__)
 
@@ -164,11 +164,9 @@ class LatentCache:
         batch: int,
         p_uncond: float = 0.1,
         position_steps: tuple[int, int] = (0, 0),
-        ground_words: tuple[str, ...] = tuple(WORD_KINDS),
     ) -> None:
         self.vae, self.scale, self.seed, self.batch = vae, scale, seed, batch
         self.p_uncond, self.position_steps = p_uncond, position_steps
-        self.ground_words = ground_words
         self._block = -1
         self._scenes: list = []
         self._mean = self._std = torch.empty(0)
@@ -196,7 +194,8 @@ class LatentCache:
         """Whether the red-circle phase begins or ends at ``step``."""
         return step > 0 and self.in_curriculum(step) != self.in_curriculum(step - 1)
 
-    def get(self, step: int) -> TrainBatch:
+    def get(self, step: int, ground_words: tuple[str, ...] = ()) -> TrainBatch:
+        """The batch of ``step``; its token owners cover the words of ``ground_words``."""
         from lusd.shapes.world import training_caption_words, words_text
 
         if step // self.BLOCK != self._block:
@@ -216,7 +215,7 @@ class LatentCache:
         return TrainBatch(
             z,
             [words_text(ws) for ws in words],
-            torch.stack([token_owners(ws, kinds=self.ground_words) for ws in words]),
+            torch.stack([token_owners(ws, kinds=ground_words) for ws in words]),
             self._masks[idx],
         )
 
@@ -263,6 +262,15 @@ def _loss_weight_and_target(sched, snr: torch.Tensor, z, noise, t):
         w = (1 + torch.clamp(snr, max=5.0)) / (1 + snr)
         return w.float(), sched.get_velocity(z, noise, t)
     return (torch.clamp(snr, max=5.0) / snr).float(), noise
+
+
+def ground_words_at(args: argparse.Namespace, step: int) -> tuple[str, ...]:
+    """The word kinds the grounding supervises at ``step`` (empty: no grounding)."""
+    if not (args.ground_token or args.ground_pixel) or step < args.ground_from:
+        return ()
+    if args.ground_until and step >= args.ground_until:
+        return args.ground_late_words
+    return args.ground_words
 
 
 def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
@@ -325,21 +333,20 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         args.seed,
         run.spec.batch,
         position_steps=args.position_steps,
-        ground_words=args.ground_words,
     )
     while not run.finished():
         if cache.starts_phase(run.step):
             # Each phase starts with fresh Adam moments: the red circles' gradients are far
             # smaller than the mix's, and moments carried over would shrink their steps.
             opt.state.clear()
-        grounding_now = grounded and args.ground_from <= run.step < (args.ground_until or math.inf)
-        if grounding_now and grounding is None:
+        ground_words = ground_words_at(args, run.step)
+        if ground_words and grounding is None:
             grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
-        elif grounding is not None and not grounding_now:
+        elif grounding is not None and not ground_words:
             remove_grounding(unet)
             grounding = None
         _set_lr(opt, lr_at(run.spec, run.step, run.progress()))
-        z, caps, owners, masks = cache.get(run.step)
+        z, caps, owners, masks = cache.get(run.step, ground_words)
         ids = tok(
             caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt"
         ).input_ids

@@ -187,6 +187,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         f"{','.join(WORD_KINDS)} (the others are left free)",
     )
     p.add_argument(
+        "--ground-late-words",
+        type=word_kinds,
+        default=(),
+        metavar="KINDS",
+        help="the object words still grounded after --ground-until (default: none)",
+    )
+    p.add_argument(
         "--ground-from",
         type=int,
         default=0,
@@ -232,6 +239,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--ground-until ({args.ground_until}) must be a later step than --ground-from "
             f"({args.ground_from}); --ground-until 0 grounds to the end"
         )
+    if args.ground_late_words and not args.ground_until:
+        p.error("--ground-late-words needs a --ground-until step after which they apply")
     if not 0 <= args.ground_min_t < 1000:
         p.error("--ground-min-t must be a timestep from 0 to 999")
     if args.ground_min_side < 1:
