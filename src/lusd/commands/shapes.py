@@ -68,7 +68,7 @@ def train_shapes(
         None,
         "--ground-late-words",
         metavar="KINDS",
-        help="Object words still grounded after --ground-until. Default: none.",
+        help="Object words still grounded after --ground-until (none: no word). Default: position.",
     ),
     ground_min_t: int = typer.Option(
         None,

@@ -132,6 +132,11 @@ def word_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def late_word_kinds(text: str) -> tuple[str, ...]:
+    """Like :func:`word_kinds`; ``"none"`` -> () (no word grounded after the window)."""
+    return () if text.strip() == "none" else word_kinds(text)
+
+
 class _OneLineErrors(argparse.ArgumentParser):
     """Argument errors as one line, without the 20-line usage (``--help`` still has it)."""
 
@@ -188,10 +193,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--ground-late-words",
-        type=word_kinds,
-        default=(),
+        type=late_word_kinds,
+        default=None,
         metavar="KINDS",
-        help="the object words still grounded after --ground-until (default: none)",
+        help="the object words still grounded after --ground-until ('none': the epsilon "
+        "loss alone after it; default: position)",
     )
     p.add_argument(
         "--ground-from",
@@ -239,7 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             f"--ground-until ({args.ground_until}) must be a later step than --ground-from "
             f"({args.ground_from}); --ground-until 0 grounds to the end"
         )
-    if args.ground_late_words and not args.ground_until:
+    if args.ground_late_words is None:
+        args.ground_late_words = ("position",) if args.ground_until else ()
+    elif args.ground_late_words and not args.ground_until:
         p.error("--ground-late-words needs a --ground-until step after which they apply")
     if not 0 <= args.ground_min_t < 1000:
         p.error("--ground-min-t must be a timestep from 0 to 999")
