@@ -68,7 +68,8 @@ def train_shapes(
         None,
         "--ground-late-words",
         metavar="KINDS",
-        help="Object words still grounded after --ground-until (none: no word). Default: position.",
+        help="Object words still grounded after --ground-until (none: no word). "
+        "Default: position (none when --ground-until is 0).",
     ),
     ground_min_t: int = typer.Option(
         None,

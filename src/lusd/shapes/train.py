@@ -197,7 +197,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         metavar="KINDS",
         help="the object words still grounded after --ground-until ('none': the epsilon "
-        "loss alone after it; default: position)",
+        "loss alone after it; default: position, or none when --ground-until is 0)",
     )
     p.add_argument(
         "--ground-from",
