@@ -159,7 +159,7 @@ def test_grounding_processor_changes_nothing_but_records_every_cross_attention()
     from lusd.shapes.models import Arch, build_unet
 
     torch.manual_seed(0)
-    unet = build_unet(Arch.from_dict({**Arch().to_dict(), **json.loads(TINY_ARCH)}))
+    unet = build_unet(Arch.from_dict(json.loads(TINY_ARCH)))
     args = (torch.randn(2, 4, 16, 16), torch.tensor([10, 900]), torch.randn(2, 77, 16))
     with torch.no_grad():
         plain = unet(*args).sample

@@ -11,9 +11,8 @@ import torch
 from lusd.shapes import SHAPES_MODEL_DIR
 
 # Floors for the shipped weights, well below what docs/shapes-model.md measured (VAE
-# read-back 97.4% on 500 scenes; 79% of single-object prompts drawn right, positions
-# included, and 80% of this test's 20 at 25 steps; the demo's edits at seed 0): they
-# catch a broken model or code path, not noise.
+# read-back 97.4% on 500 scenes; 83% of single-object prompts drawn right, positions
+# included; the demo's edits at seed 0): they catch a broken model or code path, not noise.
 VAE_FLOOR, SINGLE_FLOOR, GEN_PROMPTS, DEMO_FLOOR = 0.93, 0.6, 40, 2
 
 TINY_ARCH = json.dumps(
@@ -63,6 +62,25 @@ def test_loads_through_the_sd_path_with_its_own_config():
     assert pipe.unet.config.sample_size == 16 and pipe.vae.config.latent_channels == 4
     kinds = pipe.unet.config.down_block_types
     assert kinds[1].startswith("CrossAttn") and kinds[2].startswith("CrossAttn")
+
+
+def test_the_recipe_default_sizes_build_the_shipped_networks():
+    """`lusd train-shapes` without --arch trains networks of the shipped model's shapes."""
+    from safetensors.torch import load_file
+
+    from lusd.shapes.models import Arch, build_text_encoder, build_unet, build_vae
+    from lusd.shapes.train import parse_args
+
+    arch = Arch.from_dict(json.loads(parse_args([]).arch))
+    for build, folder in (
+        (build_unet, "unet"),
+        (build_vae, "vae"),
+        (build_text_encoder, "text_encoder"),
+    ):
+        (weights,) = (SHAPES_MODEL_DIR / folder).glob("*.safetensors")
+        shipped = {k: tuple(v.shape) for k, v in load_file(weights).items()}
+        built = {k: tuple(v.shape) for k, v in build(arch).state_dict().items()}
+        assert built == shipped, folder
 
 
 def test_diffusers_loads_it_and_generates_64px():

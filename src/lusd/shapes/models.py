@@ -8,12 +8,13 @@ from typing import Any
 
 @dataclass
 class Arch:
-    """Sizes of the three networks (the training recipe's model part)."""
+    """Sizes of the three networks (the training recipe's model part); the defaults are
+    the shipped model's."""
 
-    vae_channels: tuple[int, ...] = (32, 64, 64)
+    vae_channels: tuple[int, ...] = (32, 32, 64)
     vae_layers: int = 1
     vae_groups: int = 16
-    unet_channels: tuple[int, ...] = (32, 64, 128)
+    unet_channels: tuple[int, ...] = (64, 64, 128)
     unet_layers: int = 1
     unet_heads: int = 4
     unet_groups: int = 16

@@ -235,8 +235,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--arch",
         type=str,
-        default='{"vae_channels": [32, 32, 64]}',
-        help="JSON overrides of models.Arch",
+        default="{}",
+        help="JSON overrides of models.Arch (default: the shipped model's sizes)",
     )
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if arch_file.exists():
         arch = Arch.from_dict(json.loads(arch_file.read_text()))
     else:
-        arch = Arch.from_dict({**Arch().to_dict(), **json.loads(args.arch)})
+        arch = Arch.from_dict(json.loads(args.arch))
         arch_file.write_text(json.dumps(arch.to_dict(), indent=1))
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     from lusd.shapes import stages as st
