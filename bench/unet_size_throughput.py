@@ -22,7 +22,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
 from iteration_cost import machine  # bench/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).parent / "results"
@@ -35,21 +34,6 @@ SIZES = [
     ((32, 64, 128), 2),
 ]
 SHORT, LONG = 20, 120
-
-
-def seed_work_with_shipped_vae(work: Path) -> None:
-    """A work folder whose VAE stage is done: the shipped VAE's weights."""
-    from diffusers import AutoencoderKL
-
-    from lusd.shapes import SHAPES_MODEL_DIR
-    from lusd.shapes.models import Arch, build_vae
-
-    shipped = AutoencoderKL.from_pretrained(SHAPES_MODEL_DIR / "vae", torch_dtype=torch.float32)
-    vae = build_vae(Arch())
-    vae.load_state_dict(shipped.state_dict())
-    (work / "vae").mkdir(parents=True)
-    torch.save({"model": vae.state_dict(), "step": 0, "elapsed": 0.0}, work / "vae" / "ckpt.pt")
-    (work / "vae" / "DONE").write_text("0\n")
 
 
 def seconds_to_train(work: Path, steps: int, arch: dict, threads: int) -> float:
@@ -69,11 +53,13 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS / "unet_size_throughput.json")
     args = p.parse_args()
     from lusd.shapes.models import Arch, build_unet
+    from lusd.shapes.train import main as train_main
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        seed_work_with_shipped_vae(work)
+        # the work folder's VAE stage: the shipped VAE (--stages "": nothing else)
+        train_main(["--work", str(work), "--vae-from", "shipped", "--stages", ""])
         for channels, layers in SIZES:
             arch = {"unet_channels": list(channels), "unet_layers": layers}
             params = sum(w.numel() for w in build_unet(Arch.from_dict(arch)).parameters())

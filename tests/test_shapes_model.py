@@ -268,6 +268,43 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     assert pipe.scheduler.config.prediction_type == "v_prediction"  # the arch's schedule
 
 
+def test_training_takes_a_trained_vae_instead_of_training_one(tmp_path, capsys):
+    from diffusers import AutoencoderKL
+
+    from lusd.errors import ConfigError, ModelLoadError
+    from lusd.shapes.models import Arch, build_vae
+    from lusd.shapes.train import main
+
+    tiny = json.loads(TINY_ARCH)
+    source = tmp_path / "trained"
+    build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
+    work, out = tmp_path / "work", tmp_path / "model"
+    unet_only = json.dumps({k: v for k, v in tiny.items() if not k.startswith("vae_")})
+    common = ["--work", str(work), "--arch", unet_only, "--no-progress", "--threads", "1"]
+    common += ["--unet-batch", "4", "--unet-steps", "2", "--out", str(out)]
+    assert main([*common, "--vae-from", str(source)]) == 0  # stages: unet,export
+    assert (work / "unet" / "DONE").read_text().strip() == "2"
+    assert json.loads((work / "arch.json").read_text())["vae_channels"] == [8, 8, 8]
+    assert main([*common, "--vae-from", str(source)]) == 0  # resumed: nothing left to do
+    exported = AutoencoderKL.from_pretrained(out / "vae").state_dict()
+    for name, weight in AutoencoderKL.from_pretrained(source / "vae").state_dict().items():
+        torch.testing.assert_close(exported[name].float(), weight, rtol=1e-3, atol=1e-4)
+
+    for stages, error in (("vae,unet", "leave vae out"), ("unet,unte", "unknown --stages unte")):
+        with pytest.raises(SystemExit):
+            main([*common, "--vae-from", str(source), "--stages", stages])
+        assert error in capsys.readouterr().err
+    with pytest.raises(ModelLoadError, match="no VAE here"):
+        main(["--work", str(tmp_path / "w1"), "--vae-from", str(tmp_path)])
+    build_vae(Arch(vae_channels=(8, 8), vae_groups=4)).save_pretrained(tmp_path / "f2")
+    with pytest.raises(ModelLoadError, match="layout"):
+        main(["--work", str(tmp_path / "w2"), "--vae-from", str(tmp_path / "f2")])
+    (tmp_path / "w3").mkdir()
+    (tmp_path / "w3" / "arch.json").write_text(TINY_ARCH)  # a run begun with other sizes
+    with pytest.raises(ConfigError, match="another VAE"):
+        main(["--work", str(tmp_path / "w3"), "--vae-from", str(source)])
+
+
 def test_demo_cases_cover_add_colour_shape():
     from lusd.shapes.demo import demo_cases
 

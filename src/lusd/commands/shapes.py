@@ -30,7 +30,11 @@ def train_shapes(
     ),
     out: Path = typer.Option(Path("shapes-model"), "--out", "-o", help="Model folder to write."),
     seed: int = typer.Option(None, "--seed", help="Default 0."),
-    stages: str = typer.Option(None, "--stages", help="Any of vae,unet,export (default: all)."),
+    stages: str = typer.Option(
+        None,
+        "--stages",
+        help="Any of vae,unet,export (default: all; unet,export with --vae-from).",
+    ),
     vae_minutes: float = typer.Option(None, "--vae-minutes", help="Default: the recipe's."),
     unet_minutes: float = typer.Option(None, "--unet-minutes", help="Default: the recipe's."),
     position_steps: str = typer.Option(
@@ -85,6 +89,13 @@ def train_shapes(
         help="Narrowest cross-attention layer the grounding judges. Default: 8 (not 4x4).",
     ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
+    vae_from: str = typer.Option(
+        None,
+        "--vae-from",
+        metavar="FOLDER",
+        help="Train on a trained VAE instead of a new one: a model folder, its vae/ folder, "
+        "or 'shipped' (the shipped model's).",
+    ),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
 
@@ -109,6 +120,7 @@ def train_shapes(
         "--ground-min-t": ground_min_t,
         "--ground-min-side": ground_min_side,
         "--arch": arch,
+        "--vae-from": vae_from,
     }
     for flag, value in given.items():
         if value is not None:

@@ -6,6 +6,8 @@ import argparse
 import copy
 import logging
 import math
+from dataclasses import replace
+from pathlib import Path
 from typing import NamedTuple
 
 import torch
@@ -22,7 +24,7 @@ from lusd.shapes.grounding import (
     token_owners,
 )
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
-from lusd.shapes.train import Run, lr_at
+from lusd.shapes.train import Run, lr_at, save_atomic
 from lusd.shapes.world import Obj, Scene
 
 log = logging.getLogger(__name__)
@@ -105,6 +107,49 @@ def train_vae(run: Run, arch: Arch, args: argparse.Namespace) -> None:
     bar.close()
     run.done_path.write_text(f"{run.step}\n")
     log.info("vae: done after %d steps, %.1f min", run.step, run.now() / 60)
+
+
+def take_vae(run: Run, arch: Arch, source: Path) -> Arch:
+    """Complete the VAE stage with a trained AutoencoderKL instead of training one.
+
+    ``source`` is a model folder with a ``vae/`` (such as the shipped model) or the VAE's
+    own folder. Returns ``arch`` with the source's VAE sizes, the ones the stage now holds.
+    """
+    from diffusers import AutoencoderKL
+
+    from lusd.errors import ModelLoadError
+
+    if run.done_path.exists():
+        log.info("vae: already done")
+        return arch
+    folder = source / "vae" if (source / "vae" / "config.json").is_file() else source
+    if not (folder / "config.json").is_file():
+        raise ModelLoadError(f"{source}: no VAE here (neither config.json nor vae/config.json)")
+    try:
+        trained = AutoencoderKL.from_pretrained(folder, torch_dtype=torch.float32)
+    except (OSError, ValueError, TypeError) as error:
+        raise ModelLoadError(f"{folder}: not a loadable AutoencoderKL ({error})") from None
+    cfg = trained.config
+    sized = replace(
+        arch,
+        vae_channels=tuple(cfg.block_out_channels),
+        vae_layers=cfg.layers_per_block,
+        vae_groups=cfg.norm_num_groups,
+    )
+    vae = build_vae(sized)
+    try:
+        if len(cfg.block_out_channels) != len(Arch().vae_channels):  # f = 4: 16x16 latents
+            raise RuntimeError
+        vae.load_state_dict(trained.state_dict())
+    except RuntimeError:
+        raise ModelLoadError(
+            f"{folder}: this VAE does not have the shapes model's layout (64x64x3 -> 16x16x4, "
+            "no mid-block attention); train one with --stages vae"
+        ) from None
+    save_atomic({"model": vae.state_dict(), "step": 0, "elapsed": 0.0}, run.ckpt_path)
+    run.done_path.write_text("0\n")
+    log.info("vae: taken from %s", folder)
+    return sized
 
 
 def _object_weight(x: torch.Tensor, factor: float) -> torch.Tensor:

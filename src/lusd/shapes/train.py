@@ -26,10 +26,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
 
+from lusd.errors import ConfigError  # noqa: E402
 from lusd.shapes.models import Arch  # noqa: E402
 from lusd.shapes.world import WORD_KINDS  # noqa: E402
 
 log = logging.getLogger(__name__)
+
+STAGES = ("vae", "unet", "export")
 
 
 @dataclass
@@ -137,6 +140,14 @@ def late_word_kinds(text: str) -> tuple[str, ...]:
     return () if text.strip() == "none" else word_kinds(text)
 
 
+def _vae_source(text: str) -> Path:
+    if text == "shipped":
+        from lusd.shapes import SHAPES_MODEL_DIR
+
+        return SHAPES_MODEL_DIR
+    return Path(text)
+
+
 class _OneLineErrors(argparse.ArgumentParser):
     """Argument errors as one line, without the 20-line usage (``--help`` still has it)."""
 
@@ -149,7 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--work", type=Path, default=Path("shapes-train"), help="checkpoint folder")
     p.add_argument("--out", type=Path, default=None, help="model folder to write at the end")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--stages", default="vae,unet,export")
+    p.add_argument(
+        "--stages", default=None, help="default: vae,unet,export (unet,export with --vae-from)"
+    )
     p.add_argument("--vae-minutes", type=float, default=24.0)
     p.add_argument("--vae-steps", type=int, default=100_000)
     p.add_argument("--vae-batch", type=int, default=32)
@@ -230,6 +243,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the grounding losses judge only the cross-attention layers at least N "
         "locations wide (8: the 8x8 layers, not the 4x4 ones)",
     )
+    p.add_argument(
+        "--vae-from",
+        type=_vae_source,
+        default=None,
+        metavar="FOLDER",
+        help="take the VAE stage from a trained model folder (or its vae/ folder; "
+        "'shipped': the shipped model's) instead of training one; its sizes replace --arch's",
+    )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument(
@@ -240,6 +261,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
+    if args.stages is None:
+        args.stages = ",".join(STAGES if args.vae_from is None else STAGES[1:])
+    stages = {s.strip() for s in args.stages.split(",")} - {""}
+    if unknown := ", ".join(sorted(stages - set(STAGES))):
+        p.error(f"unknown --stages {unknown}: any of {','.join(STAGES)}")
+    if args.vae_from is not None and "vae" in stages:
+        p.error("--vae-from takes the place of the vae stage: leave vae out of --stages")
     if args.ground_until and args.ground_until <= args.ground_from:
         p.error(
             f"--ground-until ({args.ground_until}) must be a later step than --ground-from "
@@ -263,17 +291,23 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
     arch_file = args.work / "arch.json"
-    if arch_file.exists():
-        arch = Arch.from_dict(json.loads(arch_file.read_text()))
-    else:
-        arch = Arch.from_dict(json.loads(args.arch))
-        arch_file.write_text(json.dumps(arch.to_dict(), indent=1))
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    fixed = arch_file.exists()  # a resumed run keeps its sizes
+    arch = Arch.from_dict(json.loads(arch_file.read_text() if fixed else args.arch))
     from lusd.shapes import stages as st
 
+    vae_spec = StageSpec("vae", args.vae_minutes, args.vae_steps, args.vae_batch, args.vae_lr)
+    if args.vae_from is not None:
+        taken = st.take_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args.vae_from)
+        if fixed and taken != arch:
+            raise ConfigError(
+                f"{args.work} was started with another VAE's sizes: use a new --work folder"
+            )
+        arch = taken
+    if not fixed:
+        arch_file.write_text(json.dumps(arch.to_dict(), indent=1))
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     if "vae" in stages:
-        spec = StageSpec("vae", args.vae_minutes, args.vae_steps, args.vae_batch, args.vae_lr)
-        st.train_vae(Run(args.work, spec, args.ckpt_minutes), arch, args)
+        st.train_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args)
     if "unet" in stages:
         spec = StageSpec("unet", args.unet_minutes, args.unet_steps, args.unet_batch, args.unet_lr)
         st.train_unet(Run(args.work, spec, args.ckpt_minutes), arch, args)
