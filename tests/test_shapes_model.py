@@ -250,8 +250,12 @@ def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     assert main([*common, "--stages", "unet", "--unet-steps", "2", *window]) == 0
     (work / "unet" / "DONE").unlink()  # ask for more: resumes at step 2, not from scratch
     more = ["--stages", "unet,export", "--unet-steps", "50", "--out", str(out), *window]
-    assert main([*common, *more]) == 0
+    assert main([*common, *more, "--keep-checkpoints"]) == 0
     assert (work / "unet" / "DONE").read_text().strip() == "50"
+    kept = sorted((work / "unet" / "kept").glob("*.pt"))  # none before the flag was given
+    assert len(kept) >= 10 and kept[-1].name == "ckpt_000050.pt"
+    for path in (kept[0], kept[len(kept) // 2], kept[-1]):  # each keeps its own step
+        assert torch.load(path, weights_only=False)["step"] == int(path.stem.split("_")[1])
     header, *rows = (work / "unet" / "loss.csv").read_text().splitlines()
     assert header == "step,seconds,loss,mse,lr,token_loss,pixel_loss"
     logged = {int(r.split(",")[0]): r.split(",")[-2] for r in rows}

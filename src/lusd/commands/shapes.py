@@ -96,6 +96,11 @@ def train_shapes(
         help="Train on a trained VAE instead of a new one: a model folder, its vae/ folder, "
         "or 'shipped' (the shipped model's).",
     ),
+    keep_checkpoints: bool = typer.Option(
+        False,
+        "--keep-checkpoints",
+        help="Also keep every UNet checkpoint (unet/kept/), for bench/checkpoint_selection.py.",
+    ),
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
 
@@ -125,6 +130,8 @@ def train_shapes(
     for flag, value in given.items():
         if value is not None:
             argv += [flag, str(value)]
+    if keep_checkpoints:
+        argv.append("--keep-checkpoints")
     raise typer.Exit(main(argv))
 
 

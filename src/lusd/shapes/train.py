@@ -63,12 +63,15 @@ def save_atomic(obj: Any, path: Path) -> None:
 class Run:
     """Book-keeping of one stage: progress, loss log, periodic checkpoints, resume."""
 
-    def __init__(self, work: Path, spec: StageSpec, ckpt_minutes: float) -> None:
+    def __init__(
+        self, work: Path, spec: StageSpec, ckpt_minutes: float, keep: bool = False
+    ) -> None:
         self.dir = work / spec.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.spec = spec
         self.ckpt_path = self.dir / "ckpt.pt"
         self.ckpt_every = ckpt_minutes * 60
+        self.keep = keep
         self.step = 0
         self.elapsed = 0.0
         self._t0 = time.monotonic()
@@ -78,6 +81,10 @@ class Run:
     @property
     def done_path(self) -> Path:
         return self.dir / "DONE"
+
+    @property
+    def kept_dir(self) -> Path:
+        return self.dir / "kept"
 
     def resume(self) -> dict[str, Any] | None:
         if not self.ckpt_path.exists():
@@ -109,6 +116,12 @@ class Run:
             state = make_state()
             state.update(step=self.step, elapsed=self.now())
             save_atomic(state, self.ckpt_path)
+            if self.keep:
+                # A hard link: the next save replaces ckpt.pt, and this name keeps the old file.
+                self.kept_dir.mkdir(exist_ok=True)
+                kept = self.kept_dir / f"ckpt_{self.step:06d}.pt"
+                kept.unlink(missing_ok=True)
+                os.link(self.ckpt_path, kept)
             self._last_ckpt = time.monotonic()
 
 
@@ -252,6 +265,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "'shipped': the shipped model's) instead of training one; its sizes replace --arch's",
     )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
+    p.add_argument(
+        "--keep-checkpoints",
+        action="store_true",
+        help="also keep every UNet checkpoint as unet/kept/ckpt_STEP.pt (128 MB each at the "
+        "shipped sizes), for bench/checkpoint_selection.py",
+    )
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch default)")
     p.add_argument(
         "--arch",
@@ -310,7 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         st.train_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args)
     if "unet" in stages:
         spec = StageSpec("unet", args.unet_minutes, args.unet_steps, args.unet_batch, args.unet_lr)
-        st.train_unet(Run(args.work, spec, args.ckpt_minutes), arch, args)
+        run = Run(args.work, spec, args.ckpt_minutes, keep=args.keep_checkpoints)
+        st.train_unet(run, arch, args)
     if "export" in stages:
         from lusd.shapes.export import export_model
 
