@@ -34,7 +34,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import lusd.shapes.world as world  # noqa: E402
-from lusd.shapes import stages  # noqa: E402
+from lusd.shapes import unet_stage, vae_stage  # noqa: E402
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet  # noqa: E402
 from lusd.tokenizer import clip_tokenizer  # noqa: E402
 
@@ -42,7 +42,7 @@ log = logging.getLogger("position_finetune")
 
 
 def one_circle(rng, n_objects=None) -> world.Scene:
-    return stages.position_drill_scene(rng)
+    return unet_stage.position_drill_scene(rng)
 
 
 _sample_scene, _caption_words = world.sample_scene, world.training_caption_words
@@ -79,7 +79,7 @@ def finetune(
     world.training_caption_words = always_position  # LatentCache looks these up at call time
     world.sample_scene = DATA.get(data, _sample_scene)
     arch = Arch.from_dict(json.loads((work / "arch.json").read_text()))
-    vae = stages.load_vae(work, arch)
+    vae = vae_stage.load_vae(work, arch)
     scale = float((work / "unet" / "scaling_factor.txt").read_text())
     model = torch.nn.ModuleDict({"unet": build_unet(arch), "text": build_text_encoder(arch)})
     if not scratch:
@@ -89,7 +89,7 @@ def finetune(
     sched = build_scheduler(arch)
     snr = sched.alphas_cumprod / (1 - sched.alphas_cumprod)
     tok = clip_tokenizer()
-    cache = stages.LatentCache(vae, scale, seed, 32)
+    cache = unet_stage.LatentCache(vae, scale, seed, 32)
     started, step = time.monotonic(), 0
     warmup = 100 if scratch else 1
     while time.monotonic() - started < minutes * 60:
@@ -97,10 +97,10 @@ def finetune(
         z, caps, _, _ = cache.get(step)
         ids = tok(caps, padding="max_length", max_length=77, truncation=True, return_tensors="pt")
         t = torch.randint(t_min, 1000, (z.shape[0],))
-        noise = stages._training_noise(z, offset_noise)
+        noise = unet_stage._training_noise(z, offset_noise)
         cond = model["text"](ids.input_ids)[0]
         pred = model["unet"](sched.add_noise(z, noise, t), t, encoder_hidden_states=cond).sample
-        w, target = stages._loss_weight_and_target(sched, snr[t], z, noise, t)
+        w, target = unet_stage._loss_weight_and_target(sched, snr[t], z, noise, t)
         if x0_cap > 0:  # epsilon loss / SNR = x0 loss: the steps where the layout is hidden
             w = w * (1 / snr[t]).clamp(1.0, x0_cap).float()
         loss = (w * F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))).mean()

@@ -95,7 +95,7 @@ def test_diffusers_loads_it_and_generates_64px():
 
 def test_loss_targets_and_weights_follow_the_prediction_type():
     from lusd.shapes.models import build_scheduler
-    from lusd.shapes.stages import _loss_weight_and_target
+    from lusd.shapes.unet_stage import _loss_weight_and_target
 
     z, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
     t = torch.tensor([5, 500, 999])
@@ -125,7 +125,7 @@ class _PixelVAE(torch.nn.Module):
 
 def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     from lusd.shapes.oracle import parse_caption
-    from lusd.shapes.stages import LatentCache
+    from lusd.shapes.unet_stage import LatentCache
 
     cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=(16, 32))
     cells = set()
@@ -187,8 +187,8 @@ def test_grounding_window_must_end_after_it_starts(capsys):
 
 
 def test_grounded_words_follow_the_window():
-    from lusd.shapes.stages import ground_words_at
     from lusd.shapes.train import parse_args
+    from lusd.shapes.unet_stage import ground_words_at
 
     recipe = parse_args([])
     assert ground_words_at(recipe, 0) == ground_words_at(recipe, 3499) == ("position", "shape")

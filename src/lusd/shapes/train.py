@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 from lusd.errors import ConfigError  # noqa: E402
 from lusd.shapes.models import Arch  # noqa: E402
@@ -102,6 +103,22 @@ class Run:
 
     def finished(self) -> bool:
         return self.progress() >= 1.0
+
+    def set_lr(self, opt: torch.optim.Optimizer) -> None:
+        """The learning rate of the current step (:func:`lr_at`) into every parameter group."""
+        for group in opt.param_groups:
+            group["lr"] = lr_at(self.spec, self.step, self.progress())
+
+    def progress_bar(self, hidden: bool) -> tqdm:
+        """Steps from the resumed one on (the total is a time budget, so unknown)."""
+        return tqdm(
+            initial=self.step,
+            total=None,
+            desc=self.spec.name,
+            disable=hidden,
+            mininterval=10,
+            unit="step",
+        )
 
     def record(self, values: dict[str, float]) -> None:
         new = not self._log.exists()
@@ -312,11 +329,12 @@ def main(argv: list[str] | None = None) -> int:
     arch_file = args.work / "arch.json"
     fixed = arch_file.exists()  # a resumed run keeps its sizes
     arch = Arch.from_dict(json.loads(arch_file.read_text() if fixed else args.arch))
-    from lusd.shapes import stages as st
+    from lusd.shapes.unet_stage import train_unet
+    from lusd.shapes.vae_stage import take_vae, train_vae
 
     vae_spec = StageSpec("vae", args.vae_minutes, args.vae_steps, args.vae_batch, args.vae_lr)
     if args.vae_from is not None:
-        taken = st.take_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args.vae_from)
+        taken = take_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args.vae_from)
         if fixed and taken != arch:
             raise ConfigError(
                 f"{args.work} was started with another VAE's sizes: use a new --work folder"
@@ -326,11 +344,11 @@ def main(argv: list[str] | None = None) -> int:
         arch_file.write_text(json.dumps(arch.to_dict(), indent=1))
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     if "vae" in stages:
-        st.train_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args)
+        train_vae(Run(args.work, vae_spec, args.ckpt_minutes), arch, args)
     if "unet" in stages:
         spec = StageSpec("unet", args.unet_minutes, args.unet_steps, args.unet_batch, args.unet_lr)
         run = Run(args.work, spec, args.ckpt_minutes, keep=args.keep_checkpoints)
-        st.train_unet(run, arch, args)
+        train_unet(run, arch, args)
     if "export" in stages:
         from lusd.shapes.export import export_model
 
