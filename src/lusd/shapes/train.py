@@ -141,6 +141,13 @@ class Run:
                 os.link(self.ckpt_path, kept)
             self._last_ckpt = time.monotonic()
 
+    def finish(self, make_state, bar: tqdm) -> None:
+        """Save the last checkpoint and mark the stage done (a rerun skips it)."""
+        self.maybe_checkpoint(make_state, force=True)
+        bar.close()
+        self.done_path.write_text(f"{self.step}\n")
+        log.info("%s: done after %d steps, %.1f min", self.spec.name, self.step, self.now() / 60)
+
 
 def step_range(text: str) -> tuple[int, int]:
     """``"START:END"`` (END may be empty: no end) -> (start, end), 0 <= start <= end."""

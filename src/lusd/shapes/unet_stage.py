@@ -281,7 +281,4 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             run.record(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         run.maybe_checkpoint(make_state)
-    run.maybe_checkpoint(make_state, force=True)
-    bar.close()
-    run.done_path.write_text(f"{run.step}\n")
-    log.info("unet: done after %d steps, %.1f min", run.step, run.now() / 60)
+    run.finish(make_state, bar)

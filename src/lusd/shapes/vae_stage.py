@@ -73,10 +73,7 @@ def train_vae(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             )
             bar.set_postfix(l1=f"{l1.item():.4f}", refresh=False)
         run.maybe_checkpoint(make_state)
-    run.maybe_checkpoint(make_state, force=True)
-    bar.close()
-    run.done_path.write_text(f"{run.step}\n")
-    log.info("vae: done after %d steps, %.1f min", run.step, run.now() / 60)
+    run.finish(make_state, bar)
 
 
 def take_vae(run: Run, arch: Arch, source: Path) -> Arch:
