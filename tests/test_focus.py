@@ -57,6 +57,24 @@ def test_places_end_a_span_and_are_never_focus_words(source, target, words):
     assert focus_words(source, target) == words
 
 
+@pytest.mark.parametrize(
+    ("source", "target", "words"),
+    [
+        # the differing span "a dragonfly and" ends on a conjunction, so the authors' rule
+        # runs on to the next noun; "dragonfly" (not in the tagger's lexicon, guessed RB
+        # from its suffix) is a noun by its place, as NLTK's tagger reads it
+        ("a dog", "a dragonfly and a dog", ["dragonfly", "dog"]),
+        ("a cat", "a cat and a firefly", ["firefly"]),
+        ("a dog", "a dog next to a dragonfly", ["dragonfly"]),
+        ("a cat", "a cat sitting happily", []),  # a known adverb stays an adverb
+    ],
+)
+def test_unknown_words_ending_a_noun_phrase_are_nouns(tokenizer, source, target, words):
+    assert focus_words(source, target) == words
+    positions = focus_token_indices(tokenizer, source, target)
+    assert tokens_at(tokenizer, target, positions) == [w + "</w>" for w in words]
+
+
 def test_positions_count_sub_tokens(tokenizer):
     # "quokka" is three BPE pieces (qu, ok, ka): its position is the last piece, and the
     # words after it are shifted by the extra pieces

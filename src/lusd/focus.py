@@ -15,6 +15,9 @@ _WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
 _NOUN_TAGS = ("NN", "NNS")
 # Articles/determiners and prepositions: a span ending on one of these is not extended.
 _STOP_TAGS = ("DT", "IN")
+# Tags before and after a noun phrase's head (for words the tagger's lexicon lacks).
+_PHRASE_OPENERS = frozenset({"DT", "JJ", "PRP$", "CD"})
+_PHRASE_ENDS = frozenset({"END", "CC", "IN", "TO", ",", "."})
 # Our refinement of the authors' rule: places in the picture are nouns ("on the left") that
 # end a span but are never focus words; the tagger reads "left" as a verb, and the span then
 # ran on to a later noun such as "background".
@@ -40,7 +43,26 @@ def pos_tags(words: list[str]) -> list[str]:
     tagged = _tagger().tag(" ".join(words), tokenize=False)
     if len(tagged) != len(words):  # the tagger split differently: tag word by word
         tagged = [_tagger().tag(w, tokenize=False)[0] for w in words]
-    return [tag for _, tag in tagged]
+    return _unknown_heads_as_nouns(words, [tag for _, tag in tagged])
+
+
+def _unknown_heads_as_nouns(words: list[str], tags: list[str]) -> list[str]:
+    """Tag as a noun a word the lexicon lacks that ends a noun phrase ("a dragonfly and").
+
+    The Pattern tagger guesses unknown words from their suffix ("dragonfly" -> RB), where
+    the authors' tagger (NLTK's perceptron) reads the context: after a determiner or an
+    adjective and before a conjunction, a preposition, a verb or the end, it is the noun.
+    """
+    from textblob.en import lexicon
+
+    out = list(tags)
+    for i, word in enumerate(words):
+        if out[i].startswith("NN") or word in lexicon or i == 0:
+            continue
+        after = out[i + 1] if i + 1 < len(out) else "END"
+        if out[i - 1] in _PHRASE_OPENERS and (after in _PHRASE_ENDS or after.startswith("VB")):
+            out[i] = "NN"
+    return out
 
 
 def focus_word_positions(source_prompt: str, target_prompt: str) -> list[int]:
