@@ -28,6 +28,8 @@ COLUMNS = {
     "oracle_success": "oracle ok",
     "bg_change": "bg change",
     "oracle_bg_change": "oracle bg",
+    "mask_ratio": "mask ratio",
+    "mask_add_share": "mask on new",
     "l1": "L1",
     "l2": "L2",
     "l1_outside": "L1 out",
@@ -91,16 +93,22 @@ def _kpis(jobs: list[dict], bad_rows: list[dict], summary: dict[str, Any]) -> st
         ("done", str(len(done))),
         ("failed", str(len(failed) + len(bad_rows))),
         ("not run yet", str(len(pending))),
-        ("success rate (oracle)", "–" if rate is None else f"{100 * rate:.0f}%"),
+        ("success rate (oracle)", _pct(rate)),
         ("CLIP-AUC", _fmt(summary.get("clip_auc"))),
         ("L1* (successful edits)", _fmt(summary.get("l1_star"))),
         ("CLIP-I* (successful edits)", _fmt(summary.get("clip_i_star"))),
         ("median background change (0-255)", _fmt(bg, 2)),
+        ("mask localised (colour/shape, ratio ≥ 2)", _pct(summary.get("mask_localised"))),
+        ("mask share on added objects", _pct(summary.get("mask_add_share"))),
         ("median time per edit", "–" if not secs else f"{statistics.median(secs):.2f} s"),
         ("mean UNet calls", "–" if not calls else f"{statistics.mean(calls):.0f}"),
     ]
     items = "".join(f"<div class='kpi'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards)
     return f"<section id='kpis' class='kpis'>{items}</section>"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.0f}%"
 
 
 def _histograms(per_edit: dict[str, dict[str, float]], done: list[dict]) -> str:

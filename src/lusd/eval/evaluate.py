@@ -65,6 +65,10 @@ def summarize(per_edit: dict[str, dict[str, float]]) -> dict[str, Any]:
     v = values("oracle_success")
     summary["oracle_success_rate"] = float(np.mean(v)) if v else None
     summary["oracle_judged"] = len(v)
+    if oracle_available():
+        from lusd.shapes.mask_metrics import summarize_localisation
+
+        summary.update(summarize_localisation(list(per_edit.values())))
     r = values("clip_r")
     summary["clip_auc"] = clip_auc(r) if r else None
     for key, star in (("l1", "l1_star"), ("clip_i", "clip_i_star")):
@@ -175,7 +179,7 @@ def _one(
     mask_img = _open(mask).convert("L") if mask is not None and mask.exists() else None
     metrics = pixel_metrics(source, out, mask_img, threshold)
     if oracle:
-        metrics.update(oracle_metrics(source, out, target, source_prompt))
+        metrics.update(oracle_metrics(source, out, target, source_prompt, mask_img))
     if scorer is not None:
         from lusd.eval.clip import clip_scores
 

@@ -25,7 +25,11 @@ def oracle_available() -> bool:
 
 
 def oracle_metrics(
-    source: Image.Image, edited: Image.Image, target_prompt: str, source_prompt: str = ""
+    source: Image.Image,
+    edited: Image.Image,
+    target_prompt: str,
+    source_prompt: str = "",
+    mask: Image.Image | None = None,
 ) -> dict[str, float]:
     """``oracle_success`` (1/0) and ``oracle_bg_change`` (SHAPES_WORLD.md definitions).
 
@@ -33,6 +37,7 @@ def oracle_metrics(
     "add" edit (the target has one object more than the source) the new object
     may sit in any cell. Background change: mean |diff| on 0-255 over input
     background pixels more than 3 px from every object in the input or the output.
+    With the edit's ``mask``: where it sits (``lusd.shapes.mask_metrics``).
     Empty when ``lusd.shapes`` is not installed.
     """
     if not oracle_available():
@@ -46,6 +51,10 @@ def oracle_metrics(
         out["oracle_success"] = float(shapes_success(edited, target_prompt, source_prompt))
     except LUSDError as exc:  # not a shapes-world caption
         log.info("oracle cannot judge %r: %s", target_prompt, exc)
+    if mask is not None:
+        from lusd.shapes.mask_metrics import mask_localisation
+
+        out.update(mask_localisation(source, edited, mask, source_prompt, target_prompt))
     return out
 
 

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from lusd.shapes.edits import EDIT_KINDS, EditCase, background_change, edit_success, make_cases
+from lusd.shapes.mask_metrics import mask_localisation, summarize_localisation
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,9 @@ def run_case(pipe, case: EditCase, preset: str, index: int, overrides: dict | No
         final = pasted(image, raw, out.masks[0], cfg)
         rec["success_pasted"] = bool(edit_success(case, final))
         rec["bg_change_pasted"] = background_change(image, final)
+        rec.update(
+            mask_localisation(image, raw, out.masks[0], case.source_prompt, case.target_prompt)
+        )
     return rec
 
 
@@ -177,7 +181,8 @@ def _mean(values: list[float]) -> float:
 
 
 def summarize(records: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    """preset -> edit kind (and "all") -> success, bg_change, unet_calls, seconds, n."""
+    """preset -> edit kind (and "all") -> success, bg_change, unet_calls, seconds, n (and the
+    mask's localisation where the preset has a mask, ``mask_metrics``)."""
     table: dict[str, dict[str, dict[str, float]]] = {}
     for preset in dict.fromkeys(r["preset"] for r in records):
         rows = [r for r in records if r["preset"] == preset]
@@ -196,6 +201,7 @@ def summarize(records: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
             if all("success_pasted" in r for r in sel):
                 entry["success_pasted"] = _mean([float(r["success_pasted"]) for r in sel])
                 entry["bg_change_pasted"] = _mean([r["bg_change_pasted"] for r in sel])
+            entry.update(summarize_localisation(sel))
             table[preset][kind] = entry
     return table
 
@@ -217,6 +223,31 @@ def markdown_table(summary: dict) -> str:
             f"{a['unet_calls']:.0f} | {a['seconds']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def mask_table(summary: dict) -> str:
+    """One row per preset with a mask: how well it sits on the edited object (mask_metrics)."""
+    head = (
+        "| preset | colour+shape: localised (ratio >= 2) | median ratio | "
+        "add: mask share on the new object (its area) |"
+    )
+    lines = [head, "|" + "---|" * 4]
+    for preset, kinds in summary.items():
+        a = kinds["all"]
+        if "mask_ratio_n" not in a and "mask_add_n" not in a:
+            continue
+        ratio = (
+            f"{a['mask_localised']:.0%} (of {a['mask_ratio_n']}) | {a['mask_ratio_median']:.2f}"
+            if "mask_ratio_n" in a
+            else "- | -"
+        )
+        add = (
+            f"{a['mask_add_share']:.0%} ({a['mask_add_area']:.0%}; {a['mask_add_n']} adds)"
+            if "mask_add_n" in a
+            else "-"
+        )
+        lines.append(f"| {preset} | {ratio} | {add} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def write_chart(summary: dict, path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lusd.shapes.bench import markdown_table
+from lusd.shapes.bench import markdown_table, mask_table
 
 START = "<!-- shapes-bench:start -->"
 END = "<!-- shapes-bench:end -->"
@@ -26,6 +26,15 @@ def render_block(payload: dict, chart: Path | None = None) -> str:
         "",
         f"LUSD configuration of the shapes model: {cfg}.",
     ]
+    if masks := mask_table(payload["summary"]):
+        lines += [
+            "",
+            'Where the LUSD mask sits (section "Mask localisation"): for colour and'
+            " shape changes its mean inside the changed object's grid cell over its mean"
+            " elsewhere; for adds its share of mass on the object that appeared.",
+            "",
+            masks,
+        ]
     if "summary_all" in payload and payload["summary_all"] != payload["summary"]:
         lines += [
             "",
