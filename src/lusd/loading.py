@@ -206,6 +206,7 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
     )
     if local:
         pipe.default_config = read_model_config(config)
+        pipe.use_mask_levels(pipe.default_config)
     return pipe
 
 

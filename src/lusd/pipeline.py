@@ -66,6 +66,7 @@ class LUSDPipeline(DiffusionPipeline):
         pipe = super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
         if Path(pretrained_model_name_or_path).is_dir():
             pipe.default_config = read_model_config(pretrained_model_name_or_path)
+            pipe.use_mask_levels(pipe.default_config)
         return pipe
 
     # ---- sizes and inputs ---------------------------------------------------------------------

@@ -11,16 +11,26 @@ from pathlib import Path
 
 import torch
 
-from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet, build_vae
+from lusd.shapes.models import (
+    Arch,
+    build_scheduler,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+    mask_factors,
+)
 
 log = logging.getLogger(__name__)
 
-#: LUSD defaults for this model (chosen on tuning cases; see docs/shapes-model.md).
+#: LUSD defaults of a new export (the last tuned values; re-tune on the new model with
+#: ``python -m lusd.shapes.tune``, docs/shapes-model.md). The mask's levels come from the
+#: architecture (``mask_factors``).
 DEFAULT_LUSD_CONFIG: dict[str, float | int] = {
-    "num_steps": 100,
-    "scale_high": 0.03,
-    "scale_low": 0.003,
+    "num_steps": 60,
+    "scale_high": 0.4,
+    "scale_low": 0.04,
     "lambda_reg": 0.1,
+    "t_min": 200,
 }
 
 _TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
@@ -68,6 +78,8 @@ def export_model(
     for name in _TOKENIZER_FILES:
         shutil.copyfile(TOKENIZER_DIR / name, tmp / "tokenizer" / name)
     cfg = dict(DEFAULT_LUSD_CONFIG if lusd_config is None else lusd_config)
+    if lusd_config is None:
+        cfg.update(mask_factors(arch))
     (tmp / "lusd_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     if out.exists():
         keep = {"lusd_config.json"} if lusd_config is None else set()

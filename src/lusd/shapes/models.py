@@ -18,6 +18,15 @@ class Arch:
     unet_layers: int = 1
     unet_heads: int = 4
     unet_groups: int = 16
+    #: The UNet's down blocks from the 16x16 level down; the up blocks mirror them. Cross-
+    #: attention at 16x16 and 8x8 (plain 4x4 level, cross-attention in the mid block), as SD
+    #: has it at latent/1, /2 and /4 of its 64x64 latent: an 11-18 px object spans 3-4.5
+    #: cells of the 16x16 map that the LUSD mask reads (docs/shapes-model.md).
+    unet_down_blocks: tuple[str, ...] = (
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    )
     text_hidden: int = 64
     text_layers: int = 3
     text_heads: int = 4
@@ -33,7 +42,7 @@ class Arch:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
         d = dict(d)
-        for k in ("vae_channels", "unet_channels"):
+        for k in ("vae_channels", "unet_channels", "unet_down_blocks"):
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -59,21 +68,32 @@ def build_vae(arch: Arch):
 
 
 def build_unet(arch: Arch):
-    """UNet on 16x16x4 latents: plain 16x16 level, cross-attention at 8x8 and 4x4 + mid."""
+    """UNet on 16x16x4 latents with ``arch.unet_down_blocks`` and their mirror image."""
     from diffusers import UNet2DConditionModel
 
+    up_blocks = tuple(b.replace("Down", "Up") for b in reversed(arch.unet_down_blocks))
     return UNet2DConditionModel(
         sample_size=16,
         in_channels=4,
         out_channels=4,
         block_out_channels=arch.unet_channels,
         layers_per_block=arch.unet_layers,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        down_block_types=arch.unet_down_blocks,
+        up_block_types=up_blocks,
         cross_attention_dim=arch.text_hidden,
         attention_head_dim=arch.unet_heads,
         norm_num_groups=arch.unet_groups,
     )
+
+
+def mask_factors(arch: Arch) -> dict[str, int]:
+    """The LUSD mask's levels for this UNet (EditConfig fields): cross- and self-attention at
+    the finest level that has them, where an object spans the most cells (SD1.5's latent/4
+    and latent/2 are its 16x16 and 32x32 maps, on which a typical object spans several
+    cells; the shapes model's finest map is 16x16, on which an 11-18 px object spans 3-4.5)."""
+    blocks = enumerate(arch.unet_down_blocks)
+    finest = next((i for i, b in blocks if b.startswith("CrossAttn")), 0)
+    return {"mask_cross_factor": 2**finest, "mask_self_factor": 2**finest}
 
 
 def build_text_encoder(arch: Arch):
