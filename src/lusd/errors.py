@@ -23,3 +23,11 @@ class DeviceError(LUSDError):
 
 class ConfigError(LUSDError):
     """An unknown preset or an invalid EditConfig value."""
+
+
+class LicenseError(LUSDError):
+    """A model card cannot be read, or the model's licence forbids what was asked."""
+
+
+class SigningError(LUSDError):
+    """A C2PA certificate or key cannot be used to sign Content Credentials."""

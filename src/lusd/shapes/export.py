@@ -34,6 +34,8 @@ DEFAULT_LUSD_CONFIG: dict[str, float | int] = {
 }
 
 _TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
+#: The model card (licence front-matter, read by ``lusd info``); kept across re-exports.
+MODEL_CARD = Path(__file__).parent / "model" / "README.md"
 
 
 def load_trained(work: Path, arch: Arch, use_ema: bool = True):
@@ -50,7 +52,7 @@ def load_trained(work: Path, arch: Arch, use_ema: bool = True):
 def export_model(
     work: Path, arch: Arch, out: Path, fp16: bool = True, lusd_config: dict | None = None
 ) -> Path:
-    """Save vae/unet/text_encoder/tokenizer/scheduler + model_index.json + lusd_config.json."""
+    """Save the five components, model_index.json, lusd_config.json and the model card."""
     from diffusers import StableDiffusionPipeline
 
     from lusd.tokenizer import TOKENIZER_DIR, clip_tokenizer
@@ -81,8 +83,10 @@ def export_model(
     if lusd_config is None:
         cfg.update(mask_factors(arch))
     (tmp / "lusd_config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    if MODEL_CARD.is_file():
+        shutil.copyfile(MODEL_CARD, tmp / "README.md")
     if out.exists():
-        keep = {"lusd_config.json"} if lusd_config is None else set()
+        keep = {"lusd_config.json", "README.md"} if lusd_config is None else {"README.md"}
         for name in keep:
             if (out / name).exists():
                 shutil.copyfile(out / name, tmp / name)
