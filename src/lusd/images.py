@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,8 @@ from lusd.errors import ImageInputError
 DEFAULT_MAX_PIXELS = 50_000_000
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 _EXIF_IMAGE_DESCRIPTION = 0x010E
+_PNG_XMP_KEY = "XML:com.adobe.xmp"
+MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
 def load_image(source: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
@@ -158,35 +162,65 @@ def output_format(path: str | os.PathLike) -> str:
     return fmt
 
 
-def save_image(
-    image: Image.Image, path: str | os.PathLike, metadata: dict[str, Any] | None = None
-) -> Path:
-    """Write ``image`` atomically (temp file + rename); ``metadata`` goes into the file.
+def encode_image(
+    image: Image.Image, fmt: str, metadata: dict[str, Any] | None = None, xmp: str | None = None
+) -> bytes:
+    """``image`` as ``fmt`` (PNG, JPEG, WEBP) bytes with ``metadata`` and an XMP packet.
 
-    PNG: one text chunk per key. JPEG/WebP: JSON in the EXIF ImageDescription.
+    PNG: one text chunk per key, XMP in the standard ``XML:com.adobe.xmp`` iTXt chunk.
+    JPEG/WebP: JSON in the EXIF ImageDescription, XMP through Pillow's ``xmp`` option.
     """
-    target = Path(path)
-    fmt = output_format(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     texts = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     options: dict[str, Any] = {}
     if fmt == "PNG":
         info = PngImagePlugin.PngInfo()
+        if xmp:
+            info.add_itxt(_PNG_XMP_KEY, xmp, zip=False)  # XMP spec: uncompressed iTXt
         for key, value in texts.items():
             info.add_text(key, value)
         options["pnginfo"] = info
-    elif texts:
-        exif = Image.Exif()
-        exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(texts)
-        options["exif"] = exif
+    else:
+        if texts:
+            exif = Image.Exif()
+            exif[_EXIF_IMAGE_DESCRIPTION] = json.dumps(texts)
+            options["exif"] = exif
+        if xmp:
+            options["xmp"] = xmp.encode("utf-8")
     if fmt == "JPEG":
         options["quality"] = 95
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+#: Turns encoded bytes and their MIME type into the bytes to write (e.g. C2PA signing).
+Finisher = Callable[[bytes, str], bytes]
+
+
+def save_image(
+    image: Image.Image,
+    path: str | os.PathLike,
+    metadata: dict[str, Any] | None = None,
+    *,
+    xmp: str | None = None,
+    finish: Finisher | None = None,
+) -> Path:
+    """Write ``image`` atomically (temp file + rename) with ``metadata`` and ``xmp`` in it.
+
+    ``finish`` (if given) gets the encoded bytes and MIME type and returns what is written.
+    """
+    target = Path(path)
+    fmt = output_format(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = encode_image(image, fmt, metadata, xmp)
+    if finish is not None:
+        data = finish(data, MIME_TYPES[fmt])
     handle, temp_name = tempfile.mkstemp(
         prefix=f".{target.name}.", suffix=".part", dir=target.parent
     )
     try:
         with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format=fmt, **options)
+            stream.write(data)
             stream.flush()
             os.fsync(stream.fileno())
         os.replace(temp_name, target)
