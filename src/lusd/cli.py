@@ -16,7 +16,7 @@ import typer  # noqa: E402
 from lusd import __version__
 
 #: Modules under lusd.commands that add their commands to the app.
-COMMAND_MODULES: tuple[str, ...] = ("edit", "serve", "batch", "shapes")
+COMMAND_MODULES: tuple[str, ...] = ("edit", "info", "inspect", "serve", "batch", "shapes")
 
 app = typer.Typer(
     name="lusd",

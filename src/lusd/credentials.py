@@ -286,5 +286,5 @@ def _report(state: str, results: dict[str, Any], manifest: dict[str, Any]) -> Cr
         elif label == SETTINGS_LABEL and isinstance(data, dict):
             report.settings = data
     if state == "Valid" and "signingCredential.untrusted" in failures:
-        report.note = "signature valid, but its signer is not on your trust list (--c2pa-trust)"
+        report.note = "its signer is not on your trust list (add its CA with --c2pa-trust)"
     return report

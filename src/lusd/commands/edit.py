@@ -1,4 +1,4 @@
-"""`lusd edit` and `lusd info`."""
+"""`lusd edit`: one image, one edit, its output with the AI-edit disclosure."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shape
 
 def register(app: typer.Typer) -> None:
     app.command("edit")(edit)
-    app.command("info")(info)
 
 
 def default_output(image: Path) -> Path:
@@ -53,8 +52,16 @@ def edit(
     settings: list[str] = typer.Option(None, "--set", help="EditConfig override KEY=VALUE."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Input pixel limit."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
+    require_commercial: bool = typer.Option(
+        False, "--require-commercial", help="Refuse a model whose licence forbids commercial use."
+    ),
+    c2pa_cert: Path = typer.Option(
+        None, "--c2pa-cert", help="PEM certificate chain: sign C2PA Content Credentials."
+    ),
+    c2pa_key: Path = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
 ) -> None:
     """Edit IMAGE so that it shows --target, changing only what the edit concerns."""
+    from lusd.commands.common import check_commercial, load_c2pa_signer
     from lusd.images import load_image, output_format, save_image
 
     output = output or default_output(image)
@@ -68,9 +75,13 @@ def edit(
         overrides["num_steps"] = steps
     if raw:
         overrides["paste_back"] = False
+    if require_commercial:
+        check_commercial(model)
+    signer = load_c2pa_signer(c2pa_cert, c2pa_key)
     picture = load_image(image, max_pixels)  # fail on a bad image before loading the model
 
     quiet_libraries()
+    from lusd.disclosure import edit_disclosure
     from lusd.loading import load_pipeline
 
     with console.status("loading model..."):
@@ -94,7 +105,24 @@ def edit(
             }
         )
     }
-    save_image(result.images[0], output, metadata)
+    disclosure = edit_disclosure(
+        model,
+        method=config.method,
+        preset=preset,
+        source_prompt=source,
+        target_prompt=target,
+        focus=result.focus_words,
+        seed=seed,
+        steps=config.num_steps,
+    )
+    finish = None
+    if signer is not None:
+        source_bytes = image.read_bytes()
+
+        def finish(data: bytes, mime: str) -> bytes:
+            return signer.sign(data, mime, disclosure, source_bytes, output.name)
+
+    save_image(result.images[0], output, metadata, xmp=disclosure.to_xmp(), finish=finish)
     if save_mask is not None:
         save_image(result.masks[0], save_mask)
     stats = result.stats
@@ -102,7 +130,8 @@ def edit(
     console.print(
         f"wrote [bold]{output}[/] · focus: {words} · "
         f"{stats['iterations']} iterations, {stats['unet_calls']} UNet calls, "
-        f"{stats['filter_retries']} filter retries, {stats['seconds']:.1f} s"
+        f"{stats['filter_retries']} filter retries, {stats['seconds']:.1f} s · "
+        f"AI edit disclosed (XMP{', C2PA signed' if signer else ''})"
     )
 
 
@@ -135,38 +164,3 @@ def _run_with_progress(pipe, picture, source, target, focus, preset, config, see
             callback=lambda step, total: progress.update(task, completed=step),
             max_pixels=max_pixels,
         )
-
-
-@cli_errors
-def info(
-    model: str = typer.Argument(None, help=MODEL_HELP),
-    model_config: Path = typer.Option(
-        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
-    ),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
-) -> None:
-    """Describe a model: components, sizes, the layers the LUSD mask reads, its default config."""
-    quiet_libraries()
-    from lusd.config import EditConfig
-    from lusd.loading import load_pipeline
-
-    pipe = load_pipeline(model, "cpu", "float32", allow_pickle, model_config)
-    layers = pipe.mask_layers
-    params = {
-        name: sum(p.numel() for p in getattr(pipe, name).parameters())
-        for name in ("unet", "vae", "text_encoder")
-    }
-    defaults = EditConfig().to_dict()
-    changed = {k: v for k, v in pipe.default_config.to_dict().items() if defaults[k] != v}
-    console.print(f"model: {model or 'shapes (shipped)'}")
-    for name, count in params.items():
-        console.print(f"  {name}: {type(getattr(pipe, name)).__name__}, {count:,} parameters")
-    console.print(
-        f"  scheduler: {type(pipe.scheduler).__name__}, {pipe.scheduler.config.prediction_type}"
-    )
-    console.print(f"  native size: {pipe.native_size} px, sides multiple of {pipe.size_multiple}")
-    console.print(
-        f"  mask: cross-attention at latent/{layers.cross_factor} ({len(layers.cross)} layers), "
-        f"self-attention at latent/{layers.self_factor} ({len(layers.self_)} layers)"
-    )
-    console.print(f"  default config: {json.dumps(changed) if changed else 'the paper values'}")
