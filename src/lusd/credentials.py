@@ -128,6 +128,15 @@ class C2PASigner:
         return out.getvalue()
 
 
+def load_signer(cert: str | os.PathLike | None, key: str | os.PathLike | None) -> C2PASigner | None:
+    """The signer of ``--c2pa-cert``/``--c2pa-key``; None when neither is given."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise SigningError("--c2pa-cert and --c2pa-key go together: give both, or neither")
+    return C2PASigner.from_files(cert, key)
+
+
 def _read(path: str | os.PathLike, option: str) -> bytes:
     try:
         return Path(path).read_bytes()

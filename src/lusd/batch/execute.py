@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from PIL import Image, ImageOps
 
 from lusd.batch.jobs import JobSpec
+from lusd.disclosure import EditDisclosure
 from lusd.errors import ImageInputError, LUSDError
 
 log = logging.getLogger(__name__)
@@ -63,15 +64,27 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
         raise ImageInputError(f"{name} is not a readable image ({type(exc).__name__})") from None
 
 
-def encode_png(image: Image.Image, metadata: dict[str, str] | None = None) -> bytes:
-    from PIL.PngImagePlugin import PngInfo
+def encode_png(
+    image: Image.Image, metadata: dict[str, str] | None = None, xmp: str | None = None
+) -> bytes:
+    from lusd.images import encode_image
 
-    info = PngInfo()
-    for key, value in (metadata or {}).items():
-        info.add_text(key, value)
-    buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    return encode_image(image, "PNG", metadata, xmp)
+
+
+def job_disclosure(job: JobSpec, focus_words: list[str] | tuple[str, ...]) -> EditDisclosure:
+    """The AI-edit disclosure of a job's output."""
+    return EditDisclosure(
+        model=job.model_name,
+        weights_hash=job.weights_hash,
+        method=job.config.method,
+        preset=job.preset,
+        source_prompt=job.source_prompt,
+        target_prompt=job.target_prompt,
+        focus=tuple(focus_words),
+        seed=job.seed,
+        steps=job.config.num_steps,
+    )
 
 
 def worker_name() -> str:
@@ -91,7 +104,9 @@ def execute(editor: Editor, job: JobSpec, image_bytes: bytes) -> JobOutput:
             "lusd:preset": job.preset,
             "lusd:config_hash": job.config_hash,
         }
-        image_png = encode_png(result.image.convert("RGB"), meta)
+        focus = result.stats.get("focus_words") or list(job.focus or ())
+        xmp = job_disclosure(job, focus).to_xmp()
+        image_png = encode_png(result.image.convert("RGB"), meta, xmp)
         mask_png = encode_png(result.mask.convert("L"))
     except LUSDError as exc:
         return JobOutput(

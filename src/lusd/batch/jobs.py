@@ -30,6 +30,9 @@ class JobSpec:
     preset: str
     config: EditConfig
     config_hash: str
+    #: how outputs name the model, and its weights' hash (for the AI-edit disclosure)
+    model_name: str = ""
+    weights_hash: str = ""
 
 
 def model_default_config(model: str | None) -> EditConfig:
@@ -106,9 +109,17 @@ def config_hash(row: ManifestRow, config: EditConfig, model: str) -> str:
 
 
 def build_jobs(
-    rows: list[ManifestRow], base: EditConfig, model: str, overrides: dict[str, Any] | None = None
+    rows: list[ManifestRow],
+    base: EditConfig,
+    model: str,
+    overrides: dict[str, Any] | None = None,
+    model_name: str = "",
 ) -> tuple[list[JobSpec], list[RowError]]:
-    """Resolve each row's config: model defaults <- preset <- CLI overrides <- row overrides."""
+    """Resolve each row's config: model defaults <- preset <- CLI overrides <- row overrides.
+
+    ``model`` is the journal's key (``name@weights``); ``model_name`` how outputs name it.
+    """
+    weights = model.rpartition("@")[2] if "@" in model else ""
     jobs: list[JobSpec] = []
     errors: list[RowError] = []
     for row in rows:
@@ -129,6 +140,8 @@ def build_jobs(
                 preset=row.preset,
                 config=cfg,
                 config_hash=config_hash(row, cfg, model),
+                model_name=model_name or model.rpartition("@")[0] or model,
+                weights_hash=weights,
             )
         )
     return jobs, errors

@@ -5,6 +5,9 @@ Columns: ``image`` (alias ``img_path``), ``target_prompt``, ``source_prompt``
 ``id`` (optional output name) and any EditConfig field as a per-row override.
 Every row is checked before anything runs; bad rows are collected with their line
 numbers instead of stopping at the first one.
+
+Lines at the top that start with ``#`` are comments; ``# lusd: KEY=VALUE[, KEY=VALUE]``
+among them sets a batch option for the whole manifest (see :data:`DIRECTIVES`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,12 @@ ALIASES: dict[str, tuple[str, ...]] = {
 }
 _COLUMN_OF = {alias: canon for canon, names in ALIASES.items() for alias in names}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+#: Batch options a manifest's header may set (``# lusd: require_commercial=true``).
+DIRECTIVES: dict[str, str] = {
+    "require_commercial": "refuse a model whose licence forbids commercial use (true/false)",
+}
+_DIRECTIVE = re.compile(r"^#\s*lusd\s*:(.*)$", re.IGNORECASE)
+_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class Manifest:
     sha256: str
     rows: list[ManifestRow]
     errors: list[RowError]
+    #: batch options set by the header's ``# lusd:`` lines
+    directives: dict[str, bool] = field(default_factory=dict)
 
 
 def read_manifest(
@@ -85,12 +96,15 @@ def read_manifest(
         raise ConfigError(f"manifest {path} does not exist")
     data = path.read_bytes()
     suffix = path.suffix.lower()
-    if suffix == ".csv":
-        records = _csv_records(data, path)
-    elif suffix in (".jsonl", ".ndjson", ".json"):
-        records = _jsonl_records(data)
-    else:
+    if suffix not in (".csv", ".jsonl", ".ndjson", ".json"):
         raise ConfigError(f"manifest {path.name}: use a .csv or .jsonl file")
+    text = data.decode("utf-8-sig", errors="replace")
+    directives, skipped = _header_directives(text, path.name)
+    lines = text.splitlines(keepends=True)[skipped:]
+    if suffix == ".csv":
+        records = _csv_records(lines, path, skipped)
+    else:
+        records = _jsonl_records(lines, skipped)
     rows: list[ManifestRow] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
@@ -117,7 +131,32 @@ def read_manifest(
         rows.append(row)
     if not rows and not errors:
         raise ConfigError(f"manifest {path} has no rows")
-    return Manifest(path, hashlib.sha256(data).hexdigest(), rows, errors)
+    return Manifest(path, hashlib.sha256(data).hexdigest(), rows, errors, directives)
+
+
+def _header_directives(text: str, name: str) -> tuple[dict[str, bool], int]:
+    """The ``# lusd:`` options of the leading comment lines, and how many lines they took."""
+    directives: dict[str, bool] = {}
+    count = 0
+    for count, line in enumerate(text.splitlines(), 1):
+        if not line.lstrip().startswith("#"):
+            return directives, count - 1
+        match = _DIRECTIVE.match(line.strip())
+        if match is None:
+            continue
+        for item in filter(None, (part.strip() for part in match.group(1).split(","))):
+            key, sep, value = (p.strip() for p in item.partition("="))
+            if key not in DIRECTIVES:
+                raise ConfigError(
+                    f"manifest {name} line {count}: unknown option {key!r} in '# lusd:'; "
+                    f"known: {', '.join(DIRECTIVES)}"
+                )
+            if not sep or value.lower() not in _TRUE | _FALSE:
+                raise ConfigError(
+                    f"manifest {name} line {count}: {key} expects true or false, got {value!r}"
+                )
+            directives[key] = value.lower() in _TRUE
+    return directives, count
 
 
 def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
@@ -144,19 +183,20 @@ def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
     return mapping
 
 
-def _csv_records(data: bytes, path: Path) -> list[tuple[int, dict[str, Any] | str]]:
-    text = data.decode("utf-8-sig", errors="replace")
-    reader = csv.reader(text.splitlines(keepends=True))
+def _csv_records(
+    lines: list[str], path: Path, offset: int = 0
+) -> list[tuple[int, dict[str, Any] | str]]:
+    reader = csv.reader(lines)
     try:
         header = next(reader)
     except StopIteration:
         raise ConfigError(f"manifest {path.name} is empty") from None
-    mapping = _canonical_columns(header, f"manifest {path.name} line 1")
+    mapping = _canonical_columns(header, f"manifest {path.name} line {offset + 1}")
     _require_columns(set(mapping.values()), f"manifest {path.name}")
     out: list[tuple[int, dict[str, Any] | str]] = []
-    start = reader.line_num + 1
+    start = offset + reader.line_num + 1
     for values in reader:
-        line, start = start, reader.line_num + 1
+        line, start = start, offset + reader.line_num + 1
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
@@ -168,10 +208,10 @@ def _csv_records(data: bytes, path: Path) -> list[tuple[int, dict[str, Any] | st
     return out
 
 
-def _jsonl_records(data: bytes) -> list[tuple[int, dict[str, Any] | str]]:
+def _jsonl_records(lines: list[str], offset: int = 0) -> list[tuple[int, dict[str, Any] | str]]:
     out: list[tuple[int, dict[str, Any] | str]] = []
     present: set[str] = set()
-    for line, text in enumerate(data.decode("utf-8-sig", errors="replace").splitlines(), 1):
+    for line, text in enumerate(lines, offset + 1):
         if not text.strip():
             continue
         try:

@@ -20,6 +20,7 @@ from PIL import Image
 
 from lusd.batch.journal import JOURNAL_NAME, Journal
 from lusd.batch.outdir import atomic_write
+from lusd.batch.provenance import OutputDisclosure, cost_per_image, license_line, output_disclosure
 from lusd.batch.report_assets import CSS, JS, histograms_png
 from lusd.eval.evaluate import summarize
 
@@ -40,9 +41,17 @@ COLUMNS = {
 
 
 def write_report(
-    outdir: str | Path, output: str | Path | None = None, *, embed: bool = True, thumb: int = 160
+    outdir: str | Path,
+    output: str | Path | None = None,
+    *,
+    embed: bool = True,
+    thumb: int = 160,
+    hour_price: float | None = None,
 ) -> Path:
-    """Render OUTDIR's journal into ``output`` (default OUTDIR/report.html); returns the path."""
+    """Render OUTDIR's journal into ``output`` (default OUTDIR/report.html); returns the path.
+
+    ``hour_price`` (default: the one the batch ran with) prices the median edit.
+    """
     outdir = Path(outdir)
     path = Path(output) if output else outdir / "report.html"
     with Journal(outdir / JOURNAL_NAME, create=False) as journal:
@@ -51,15 +60,20 @@ def write_report(
         bad_rows = json.loads(journal.get_meta("bad_rows") or "[]")
         manifest = journal.get_meta("manifest") or "?"
         model = journal.get_meta("model") or "?"
+        license_meta = journal.get_meta("license")
+        if hour_price is None:
+            hour_price = json.loads(journal.get_meta("hour_price") or "null")
     done = [j for j in jobs if j["state"] == "done"]
     per_edit = {j["id"]: metrics.get(j["id"], {}) for j in done}
     summary = summarize(per_edit)
     images = _ImageRefs(outdir, path.parent, embed, thumb)
+    disclosures = {j["id"]: output_disclosure(outdir / j["output"], True) for j in done}
     body = [
-        f"<h1>LUSD batch report</h1><p class='sub'>manifest {_e(manifest)} · model {_e(model)}</p>",
-        _kpis(jobs, bad_rows, summary),
+        f"<h1>LUSD batch report</h1><p class='sub'>manifest {_e(manifest)} · model {_e(model)}</p>"
+        f"<p class='sub' id='license'>{_e(license_line(license_meta))}</p>",
+        _kpis(jobs, bad_rows, summary, disclosures, hour_price),
         _histograms(per_edit, done),
-        _grid(done, per_edit, images),
+        _grid(done, per_edit, images, disclosures),
         _failures(jobs, bad_rows),
     ]
     page = (
@@ -81,7 +95,13 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _kpis(jobs: list[dict], bad_rows: list[dict], summary: dict[str, Any]) -> str:
+def _kpis(
+    jobs: list[dict],
+    bad_rows: list[dict],
+    summary: dict[str, Any],
+    disclosures: dict[str, OutputDisclosure],
+    hour_price: float | None,
+) -> str:
     done = [j for j in jobs if j["state"] == "done"]
     failed = [j for j in jobs if j["state"] == "failed"]
     pending = [j for j in jobs if j["state"] in ("pending", "running")]
@@ -102,9 +122,28 @@ def _kpis(jobs: list[dict], bad_rows: list[dict], summary: dict[str, Any]) -> st
         ("mask share on added objects", _pct(summary.get("mask_add_share"))),
         ("median time per edit", "–" if not secs else f"{statistics.median(secs):.2f} s"),
         ("mean UNet calls", "–" if not calls else f"{statistics.mean(calls):.0f}"),
+        ("estimated cost per image", _cost(cost_per_image(secs, hour_price), hour_price)),
+        ("outputs disclosing the AI edit (XMP)", _share(disclosures, lambda d: d.xmp)),
     ]
+    if any(d.c2pa not in ("absent", "unchecked", "missing") for d in disclosures.values()):
+        cards.append(("C2PA credentials valid", _share(disclosures, lambda d: d.c2pa in _VALID)))
     items = "".join(f"<div class='kpi'><b>{_e(v)}</b><span>{_e(k)}</span></div>" for k, v in cards)
     return f"<section id='kpis' class='kpis'>{items}</section>"
+
+
+_VALID = ("Valid", "Trusted")
+
+
+def _cost(value: float | None, hour_price: float | None) -> str:
+    if value is None:
+        return "– (pass --hour-price)" if hour_price is None else "–"
+    return f"{value:.5f} (at {hour_price:g}/h)"
+
+
+def _share(disclosures: dict[str, OutputDisclosure], test: Any) -> str:
+    if not disclosures:
+        return "–"
+    return f"{sum(1 for d in disclosures.values() if test(d))} of {len(disclosures)}"
 
 
 def _pct(value: float | None) -> str:
@@ -165,7 +204,12 @@ class _ImageRefs:
         return f"<img src='{_e(src)}' alt='{_e(alt)}' width='{self.thumb}' loading='lazy'>"
 
 
-def _grid(done: list[dict], per_edit: dict[str, dict[str, float]], images: _ImageRefs) -> str:
+def _grid(
+    done: list[dict],
+    per_edit: dict[str, dict[str, float]],
+    images: _ImageRefs,
+    disclosures: dict[str, OutputDisclosure],
+) -> str:
     if not done:
         return "<section><h2>Edits</h2><p>No finished edits yet.</p></section>"
     cols = [k for k in COLUMNS if any(k in m for m in per_edit.values())]
@@ -187,6 +231,7 @@ def _grid(done: list[dict], per_edit: dict[str, dict[str, float]], images: _Imag
             f"<td data-v='{_e(j['target_prompt'])}'>{_e(j['target_prompt'])}"
             f"<br><small>from: {_e(j['source_prompt'] or '(none)')}"
             f" · focus: {_e(j['focus_words'] or '–')} · {_e(j['preset'])}, seed {j['seed']}"
+            f" · <span class='disclosure'>{_e(disclosures[j['id']].label)}</span>"
             f"</small></td>{cells}</tr>"
         )
     return (

@@ -8,6 +8,7 @@ the job done in one transaction.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from lusd.batch.execute import (
     PipelineEditorFactory,
     decode_image,
     execute,
+    job_disclosure,
 )
 from lusd.batch.execute import worker_name as _worker_name
 from lusd.batch.jobs import JobSpec, build_jobs, model_default_config, model_key
@@ -36,7 +38,10 @@ from lusd.batch.outdir import (
     sha256_bytes,
     sha256_file,
 )
-from lusd.errors import ConfigError, ImageInputError
+from lusd.credentials import load_signer
+from lusd.errors import ConfigError, ImageInputError, LicenseError
+from lusd.licensing import ModelLicense, lookup, read_model_license, require_commercial
+from lusd.model_id import model_name
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +69,11 @@ class BatchOptions:
     threads: int | None = None
     model_config: str | None = None  # diffusers config folder for a single-file checkpoint
     oracle: bool | None = None  # None: on when the model is the shipped shapes model
+    #: refuse a model whose licence forbids commercial use (or the manifest's header says so)
+    require_commercial: bool = False
+    c2pa_cert: str | None = None  # with c2pa_key: sign C2PA Content Credentials
+    c2pa_key: str | None = None
+    hour_price: float | None = None  # price of a machine hour, for the report's cost per image
 
 
 @dataclass
@@ -86,8 +96,11 @@ class BatchSummary:
 class BatchRun:
     """One invocation of ``lusd batch`` against one OUTDIR."""
 
-    def __init__(self, opts: BatchOptions, journal: Journal, jobs: list[JobSpec]) -> None:
+    def __init__(
+        self, opts: BatchOptions, journal: Journal, jobs: list[JobSpec], signer: Any = None
+    ) -> None:
         self.opts = opts
+        self.signer = signer
         self.journal = journal
         self.outdir = opts.outdir
         self.jobs = {j.id: j for j in jobs}
@@ -115,6 +128,10 @@ class BatchRun:
         rel_img, rel_mask = output_paths(job.id)
         try:
             metrics = self._metrics(job, data, out)
+            if self.signer is not None:
+                disclosure = job_disclosure(job, out.stats.get("focus_words") or job.focus or ())
+                signed = self.signer.sign(out.image_png, "image/png", disclosure, data, rel_img)
+                out = dataclasses.replace(out, image_png=signed)
             atomic_write(self.outdir / rel_img, out.image_png)
             atomic_write(self.outdir / rel_mask, out.mask_png)
         except Exception as exc:  # disk full, bad worker output, ...
@@ -203,8 +220,12 @@ def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowErro
     ``model`` is the journal's name of the model (``jobs.model_key``).
     """
     manifest = read_manifest(opts.manifest, default_seed=opts.seed, default_preset=opts.preset)
+    if manifest.directives.get("require_commercial"):
+        opts.require_commercial = True
     base = model_default_config(opts.model_config or opts.model)
-    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides)
+    jobs, cfg_errors = build_jobs(
+        manifest.rows, base, model, opts.overrides, model_name=model_name(opts.model)
+    )
     bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
     if bad and opts.strict:
         lines = "; ".join(str(e) for e in bad[:20])
@@ -227,6 +248,8 @@ def run_batch(
         raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
     model = model_key(opts.model)
     jobs, bad = prepare(opts, model)
+    model_license = _model_license(opts)
+    signer = load_signer(opts.c2pa_cert, opts.c2pa_key)
     manifest_sha = read_manifest_sha(opts.manifest)
     factory = editor_factory or PipelineEditorFactory(
         opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads, opts.model_config
@@ -238,11 +261,15 @@ def run_batch(
                 model=model,
                 bad_rows=json.dumps([{"line": e.line, "message": e.message} for e in bad]),
                 oracle=json.dumps(opts.oracle if opts.oracle is not None else opts.model is None),
+                license=json.dumps(model_license.to_dict()),
+                disclosure="xmp+c2pa" if signer is not None else "xmp",
             )
+            if opts.hour_price is not None:
+                journal.set_meta(hour_price=json.dumps(opts.hour_price))
             summary = BatchSummary(total_rows=len(jobs) + len(bad), bad_rows=bad, to_run=0)
             todo = plan(opts, journal, jobs, summary)
             summary.to_run = len(todo)
-            run = BatchRun(opts, journal, jobs)
+            run = BatchRun(opts, journal, jobs, signer)
             start = time.perf_counter()
             if todo:
                 if progress:
@@ -253,6 +280,20 @@ def run_batch(
         finally:
             journal.close()
     return summary
+
+
+def _model_license(opts: BatchOptions) -> ModelLicense:
+    """The model's licence; with ``require_commercial`` a refusal (before OUTDIR exists)."""
+    name = model_name(opts.model)
+    try:
+        model_license = read_model_license(opts.model)
+    except LicenseError as error:
+        if opts.require_commercial:
+            raise
+        return lookup("unknown", f"unreadable model card ({error})")
+    if opts.require_commercial:
+        require_commercial(model_license, name)
+    return model_license
 
 
 def read_manifest_sha(path: Path) -> str:

@@ -47,6 +47,22 @@ def batch(
         None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
     ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
+    require_commercial: bool = typer.Option(
+        False,
+        "--require-commercial",
+        help="Refuse a model whose licence forbids commercial use (or '# lusd: "
+        "require_commercial=true' in the manifest).",
+    ),
+    c2pa_cert: str = typer.Option(
+        None, "--c2pa-cert", help="PEM certificate chain: sign C2PA Content Credentials."
+    ),
+    c2pa_key: str = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
+    hour_price: float = typer.Option(
+        None,
+        "--hour-price",
+        "--gpu-hour-price",
+        help="Price of an hour of this machine (or GPU), for the report's cost per image.",
+    ),
 ) -> None:
     """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped."""
     from lusd.batch.runner import BatchOptions, run_batch
@@ -74,6 +90,10 @@ def batch(
         threads=threads,
         model_config=model_config,
         oracle=oracle,
+        require_commercial=require_commercial,
+        c2pa_cert=c2pa_cert,
+        c2pa_key=c2pa_key,
+        hour_price=hour_price,
     )
     if backend == "local" and workers > 1:
         err_console.print(
@@ -176,9 +196,15 @@ def report(
         False, "--link", help="Link the images relatively instead of embedding thumbnails."
     ),
     thumb: int = typer.Option(160, "--thumb", help="Thumbnail size in pixels (embedded images)."),
+    hour_price: float = typer.Option(
+        None,
+        "--hour-price",
+        "--gpu-hour-price",
+        help="Price of a machine hour for the cost per image (default: the batch's).",
+    ),
 ) -> None:
     """Render one self-contained HTML page: KPIs, before/after/mask grid, histograms, failures."""
     from lusd.batch.report import write_report
 
-    path = write_report(outdir, output, embed=not link, thumb=thumb)
+    path = write_report(outdir, output, embed=not link, thumb=thumb, hour_price=hour_price)
     console.print(f"wrote {path}")

@@ -93,14 +93,3 @@ def check_commercial(model: str | None) -> None:
     from lusd.model_id import model_name
 
     require_commercial(read_model_license(model), model_name(model))
-
-
-def load_c2pa_signer(cert: Any, key: Any):
-    """The checked C2PA signer of ``--c2pa-cert``/``--c2pa-key``; None when neither is given."""
-    if cert is None and key is None:
-        return None
-    if cert is None or key is None:
-        raise ConfigError("--c2pa-cert and --c2pa-key go together: give both, or neither")
-    from lusd.credentials import C2PASigner
-
-    return C2PASigner.from_files(cert, key)

@@ -61,7 +61,8 @@ def edit(
     c2pa_key: Path = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
 ) -> None:
     """Edit IMAGE so that it shows --target, changing only what the edit concerns."""
-    from lusd.commands.common import check_commercial, load_c2pa_signer
+    from lusd.commands.common import check_commercial
+    from lusd.credentials import load_signer
     from lusd.images import load_image, output_format, save_image
 
     output = output or default_output(image)
@@ -77,7 +78,7 @@ def edit(
         overrides["paste_back"] = False
     if require_commercial:
         check_commercial(model)
-    signer = load_c2pa_signer(c2pa_cert, c2pa_key)
+    signer = load_signer(c2pa_cert, c2pa_key)
     picture = load_image(image, max_pixels)  # fail on a bad image before loading the model
 
     quiet_libraries()
