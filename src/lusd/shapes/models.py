@@ -18,14 +18,15 @@ class Arch:
     unet_layers: int = 1
     unet_heads: int = 4
     unet_groups: int = 16
-    #: The UNet's down blocks from the 16x16 level down; the up blocks mirror them. Cross-
-    #: attention at 16x16 and 8x8 (plain 4x4 level, cross-attention in the mid block), as SD
-    #: has it at latent/1, /2 and /4 of its 64x64 latent: an 11-18 px object spans 3-4.5
-    #: cells of the 16x16 map that the LUSD mask reads (docs/shapes-model.md).
+    #: The UNet's down blocks from the 16x16 level down; the up blocks mirror them. The
+    #: shipped model has cross-attention at 8x8 and 4x4 only (its mask reads the 8x8 map).
+    #: SD's geometry, cross-attention at 16x16 as well (``CrossAttnDownBlock2D``,
+    #: ``CrossAttnDownBlock2D``, ``DownBlock2D``), is the shapes31 experiment
+    #: (docs/shapes-model.md, "Attention geometry").
     unet_down_blocks: tuple[str, ...] = (
-        "CrossAttnDownBlock2D",
-        "CrossAttnDownBlock2D",
         "DownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
     )
     text_hidden: int = 64
     text_layers: int = 3
