@@ -18,7 +18,9 @@ from PIL import Image
 
 from lusd import __version__
 from lusd.config import EditConfig, preset_config
+from lusd.disclosure import EditDisclosure
 from lusd.errors import ImageInputError, LUSDError, PromptError
+from lusd.licensing import ModelLicense, lookup, require_commercial
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,12 @@ class AppSettings:
     base_overrides: dict[str, Any] = field(default_factory=dict)
     model_name: str = "shapes-world"
     examples_dir: Path | None = None
+    #: hash of the model's weights, written into every result's AI-edit disclosure
+    weights_hash: str = ""
+    #: the model's licence (None: not read, so commercial use is unknown)
+    model_license: ModelLicense | None = None
+    #: refuse to serve a model whose licence forbids commercial use
+    require_commercial: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,9 @@ class Editor:
     """Runs edits for the app with one loaded pipeline and writes results to ``workdir``."""
 
     def __init__(self, pipe: Any, settings: AppSettings, workdir: Path) -> None:
+        if settings.require_commercial:
+            unread = lookup("unknown", "licence not read")
+            require_commercial(settings.model_license or unread, settings.model_name)
         self.pipe = pipe
         self.settings = settings
         self.workdir = Path(workdir)
@@ -269,12 +280,24 @@ class Editor:
             "config": config.to_dict(),
         }
         metadata = {"lusd": json.dumps(settings), "Software": f"lusd {__version__} (web app)"}
+        xmp = EditDisclosure(
+            model=self.settings.model_name,
+            weights_hash=self.settings.weights_hash,
+            method=config.method,
+            preset="lusd",
+            source_prompt=source,
+            target_prompt=target,
+            focus=words,
+            seed=seed,
+            steps=config.num_steps,
+        ).to_xmp()
         mask_l = mask.convert("L").resize(result.size)
+        overlay = mask_overlay(result, mask_l)
         paths = {
             "input": save_image(original, folder / "input.png"),
-            "result": save_image(result, folder / f"lusd-edit-{seed}.png", metadata),
+            "result": save_image(result, folder / f"lusd-edit-{seed}.png", metadata, xmp=xmp),
             "mask": save_image(mask_l, folder / "mask.png"),
-            "overlay": save_image(mask_overlay(result, mask_l), folder / "overlay.png"),
+            "overlay": save_image(overlay, folder / "overlay.png", xmp=xmp),
         }
         return EditRecord(
             id=record_id,

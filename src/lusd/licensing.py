@@ -203,6 +203,16 @@ def read_model_license(model: str | Path | None) -> ModelLicense:
     return lookup("unknown", "no model card or LICENSE file")
 
 
+def license_for(model: str | Path | None, *, strict: bool) -> ModelLicense:
+    """:func:`read_model_license`; unless ``strict``, an unreadable card is ``unknown``."""
+    try:
+        return read_model_license(model)
+    except LicenseError as error:
+        if strict:
+            raise
+        return lookup("unknown", f"unreadable model card: {error}")
+
+
 def card_license(path: Path) -> str | None:
     """The ``license:`` of a model card's YAML front-matter; None when it has none.
 

@@ -39,8 +39,8 @@ from lusd.batch.outdir import (
     sha256_file,
 )
 from lusd.credentials import load_signer
-from lusd.errors import ConfigError, ImageInputError, LicenseError
-from lusd.licensing import ModelLicense, lookup, read_model_license, require_commercial
+from lusd.errors import ConfigError, ImageInputError
+from lusd.licensing import ModelLicense, license_for, require_commercial
 from lusd.model_id import model_name
 
 log = logging.getLogger(__name__)
@@ -284,15 +284,9 @@ def run_batch(
 
 def _model_license(opts: BatchOptions) -> ModelLicense:
     """The model's licence; with ``require_commercial`` a refusal (before OUTDIR exists)."""
-    name = model_name(opts.model)
-    try:
-        model_license = read_model_license(opts.model)
-    except LicenseError as error:
-        if opts.require_commercial:
-            raise
-        return lookup("unknown", f"unreadable model card ({error})")
+    model_license = license_for(opts.model, strict=opts.require_commercial)
     if opts.require_commercial:
-        require_commercial(model_license, name)
+        require_commercial(model_license, model_name(opts.model))
     return model_license
 
 

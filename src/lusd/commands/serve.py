@@ -50,8 +50,18 @@ def serve(
     model_config: str = typer.Option(
         None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
     ),
+    require_commercial: bool = typer.Option(
+        False, "--require-commercial", help="Refuse a model whose licence forbids commercial use."
+    ),
 ) -> None:
     """Start the web app: upload a picture, describe the change, press Edit."""
+    from lusd.licensing import license_for
+    from lusd.licensing import require_commercial as check_license
+    from lusd.model_id import model_name, model_weights_hash
+
+    model_license = license_for(model, strict=require_commercial)
+    if require_commercial:  # before loading anything
+        check_license(model_license, model_name(model))
     quiet_libraries()
     logging.getLogger("lusd").setLevel(logging.INFO)
     from lusd.app_edit import AppSettings
@@ -69,6 +79,9 @@ def serve(
         base_overrides={"num_steps": steps} if steps else {},
         model_name=str(model or "shapes-world"),
         examples_dir=EXAMPLES_DIR if model is None else None,
+        weights_hash=model_weights_hash(model),
+        model_license=model_license,
+        require_commercial=require_commercial,
     )
     from lusd.app import build_app, launch, make_temp_dir
 
