@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -15,6 +16,9 @@ Method = Literal["lusd", "dds", "sds"]
 
 #: The authors' SGD learning rate 1 on a loss scaled by 2000 / (64 * 64).
 LUSD_LR = 2000 / 4096
+#: Upper limits that keep one edit finite: the paper runs 300 steps at 512 pixels.
+MAX_STEPS = 10_000
+MAX_RESOLUTION = 4096
 
 
 @dataclass(frozen=True)
@@ -59,20 +63,29 @@ class EditConfig:
     def __post_init__(self) -> None:
         if self.method not in ("lusd", "dds", "sds"):
             raise ConfigError(f"unknown method {self.method!r}: use lusd, dds or sds")
-        if self.num_steps < 1:
-            raise ConfigError(f"num_steps must be at least 1, got {self.num_steps}")
+        for name in _FLOAT_FIELDS:
+            value = getattr(self, name)
+            if not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value}")
+        for name, (low, high) in _RANGES.items():
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(f"{name} must lie in [{low}, {high}], got {value}")
         if not 0 <= self.t_min < self.t_max:
             raise ConfigError(f"need 0 <= t_min < t_max, got [{self.t_min}, {self.t_max})")
-        if not 0 <= self.lambda_reg <= 1:
-            raise ConfigError(f"lambda_reg must lie in [0, 1], got {self.lambda_reg}")
         if not 0 < self.mask_ema <= 1:
             raise ConfigError(f"mask_ema must lie in (0, 1], got {self.mask_ema}")
+        if not 0 < self.tau_decay <= 1:
+            raise ConfigError(f"tau_decay must lie in (0, 1], got {self.tau_decay}")
         for name in ("mask_cross_factor", "mask_self_factor"):
             value = getattr(self, name)
-            if value < 1 or value & (value - 1):
-                raise ConfigError(f"{name} must be a power of two (1, 2, 4, ...), got {value}")
-        if self.resolution < 0:
-            raise ConfigError(f"resolution must be 0 (native) or positive, got {self.resolution}")
+            if value < 1 or value > 64 or value & (value - 1):
+                raise ConfigError(f"{name} must be a power of two (1, 2, 4, ... 64), got {value}")
+        if self.resolution != 0 and not 8 <= self.resolution <= MAX_RESOLUTION:
+            raise ConfigError(
+                f"resolution must be 0 (native) or 8..{MAX_RESOLUTION} pixels, "
+                f"got {self.resolution}"
+            )
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
 
@@ -104,6 +117,25 @@ class EditConfig:
         return cls().replace(**values)
 
 
+#: Closed ranges of numeric fields (NaN fails every comparison, so it is refused too).
+_RANGES: dict[str, tuple[float, float]] = {
+    "num_steps": (1, MAX_STEPS),
+    "lambda_reg": (0, 1),
+    "tau0": (0, 1e6),
+    "max_filter_retries": (0, 100_000),
+    "scale_high": (0, 1e3),
+    "scale_low": (0, 1e3),
+    "scale_k": (-1e3, 1e3),
+    "lr": (0, 1e6),
+    "guidance_scale": (0, 1e4),
+    "mask_dilate": (0, 1),
+    "mask_feather": (0, 1),
+    "mask_threshold": (0, 1),
+}
+_FLOAT_FIELDS = (
+    "lambda_reg", "tau0", "tau_decay", "mask_ema", "scale_high", "scale_low", "scale_k", "lr",
+    "guidance_scale", "mask_dilate", "mask_feather", "mask_threshold",
+)  # fmt: skip
 _UNSET = object()
 #: Fields added after 0.1.0's first batch journals, with their defaults (see ``digest``).
 _ADDED_LATER: dict[str, Any] = {"mask_cross_factor": 4, "mask_self_factor": 2}
@@ -149,7 +181,7 @@ def _coerce(name: str, value: Any) -> Any:
                 raise ValueError(value)
             return bool(value)
         return kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} expects {kind.__name__}, got {value!r}") from None
 
 

@@ -11,6 +11,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from lusd.config import EditConfig
+from lusd.errors import ConfigError
 
 #: predict_eps(latents, timestep, embeddings) -> eps, for a batch; no autograd.
 EpsPredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -127,6 +128,11 @@ class Distiller:
         capture: Callable[[bool], None] = lambda active: None,
         read_mask: Callable[[], torch.Tensor | None] = lambda: None,
     ):
+        if config.t_max > len(alphas_cumprod):
+            raise ConfigError(
+                f"t_max must be at most {len(alphas_cumprod)} (the model's training timesteps), "
+                f"got {config.t_max}"
+            )
         self.predict_eps = predict_eps
         self.alphas_cumprod = alphas_cumprod.to(torch.float32)
         self.config = config
