@@ -85,7 +85,7 @@ def _value(element: ET.Element) -> str | list[str]:
         container = element.find(f"{{{_RDF}}}{kind}")
         if container is not None:
             return [li.text or "" for li in container.findall(f"{{{_RDF}}}li")]
-    return (element.text or "").strip()
+    return element.text or ""
 
 
 def _short(tag: str) -> str:
