@@ -251,3 +251,23 @@ def test_app_settings_require_commercial():
     with pytest.raises(LicenseError, match="unknown"):  # a licence nobody read is refused
         Editor(FakePipeline(), AppSettings(require_commercial=True), Path("/nonexistent"))
     Editor(FakePipeline(), AppSettings(model_license=lookup("mit"), require_commercial=True), "w")
+
+
+def test_a_shapes_export_carries_the_model_card(tmp_path):
+    from test_shapes_model import TINY_ARCH
+
+    from lusd.shapes.models import Arch, build_vae
+    from lusd.shapes.train import main
+
+    tiny = json.loads(TINY_ARCH)
+    source = tmp_path / "trained"
+    build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
+    out = tmp_path / "model"
+    unet_only = json.dumps({k: v for k, v in tiny.items() if not k.startswith("vae_")})
+    args = ["--work", str(tmp_path / "work"), "--arch", unet_only, "--no-progress"]
+    args += ["--threads", "1", "--unet-batch", "4", "--unet-steps", "2", "--out", str(out)]
+    assert main([*args, "--vae-from", str(source)]) == 0
+    assert read_model_license(out).id == "mit"
+    (out / "README.md").write_text("---\nlicense: apache-2.0\n---\n")  # an edited card stays
+    assert main([*args, "--stages", "export"]) == 0
+    assert read_model_license(out).id == "apache-2.0"
