@@ -246,6 +246,8 @@ def run_batch(
         raise ConfigError(f"unknown backend {opts.backend!r}: use local or ray")
     if opts.workers < 1:
         raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
+    if opts.hour_price is not None and opts.hour_price < 0:
+        raise ConfigError(f"--hour-price must not be negative, got {opts.hour_price}")
     model = model_key(opts.model)
     jobs, bad = prepare(opts, model)
     model_license = _model_license(opts)

@@ -40,10 +40,13 @@ def info(
     as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
 ) -> None:
     """Describe a model: licence and commercial use, weights, sizes, mask layers, cost."""
+    from lusd.cost import edit_cost
     from lusd.licensing import read_model_license
     from lusd.model_id import model_name, model_weights_hash
 
-    model_license = read_model_license(model)  # a malformed card fails before loading
+    if hour_price is not None:
+        edit_cost(0.0, hour_price)  # a negative price fails before loading
+    model_license = read_model_license(model)  # so does a malformed card
     quiet_libraries()
     from lusd.config import EditConfig
     from lusd.loading import load_pipeline
@@ -58,7 +61,7 @@ def info(
     report["default_config"] = changed
     config = pipe.resolve_config("lusd", None, {} if steps is None else {"num_steps": steps})
     if estimate:
-        from lusd.cost import edit_cost, estimate_edit_seconds
+        from lusd.cost import estimate_edit_seconds
 
         timing = estimate_edit_seconds(pipe, config, probe_steps)
         report["estimate"] = timing.to_dict()
