@@ -1,7 +1,7 @@
 """Does the UNet know where it is, and does it look at the position words? (JSON result)
 
 Two measurements on a model folder (default: the shipped shapes model), on pure-noise
-latents at a few timesteps, for docs/shapes-model.md ("Why the model ignores position
+latents at a few timesteps, for bench/shapes-experiments.md ("Why the model ignores position
 words"):
 
 * ``query_position_share``: for every cross-attention layer, the share of its queries'

@@ -22,7 +22,7 @@ class Arch:
     #: shipped model has cross-attention at 8x8 and 4x4 only (its mask reads the 8x8 map).
     #: SD's geometry, cross-attention at 16x16 as well (``CrossAttnDownBlock2D``,
     #: ``CrossAttnDownBlock2D``, ``DownBlock2D``), is the shapes31 experiment
-    #: (docs/shapes-model.md, "Attention geometry").
+    #: (docs/shapes-model.md, "Attention geometry for the LUSD mask").
     unet_down_blocks: tuple[str, ...] = (
         "DownBlock2D",
         "CrossAttnDownBlock2D",
@@ -129,7 +129,7 @@ NOISE_SCHEDULES: dict[str, dict[str, Any]] = {
 def build_scheduler(arch: Arch | None = None):
     """The DDPM scheduler of ``arch.noise_schedule`` (1000 steps; default SD1.x's).
 
-    "linear" and "linear-v" are the experiments of docs/shapes-model.md ("Why the model
+    "linear" and "linear-v" are the experiments of bench/shapes-experiments.md ("Why the model
     ignores position words"): SD1.x's schedule leaves 6.8% of the signal at t = 999,
     enough on a 16x16 latent for the UNet to read the layout from its input at every
     step; DDPM's linear schedule keeps 0.6%. And where the layout is hidden (low SNR) an

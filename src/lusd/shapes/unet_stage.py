@@ -39,7 +39,7 @@ class LatentCache:
     Each batch also carries which object every caption token describes and the objects'
     coverage masks, for the grounding loss (``lusd.shapes.grounding``).
 
-    Curriculum (docs/shapes-model.md, "Why the model ignores position words"): during
+    Curriculum (bench/shapes-experiments.md, "Why the model ignores position words"): during
     the steps ``position_steps`` = (start, end) every scene is one large red circle on
     white in a random cell and every caption names its position. Position is then the
     only thing to learn (the grounding loss teaches it without a curriculum).
@@ -130,7 +130,7 @@ def _training_noise(z: torch.Tensor, strength: float) -> torch.Tensor:
 
     The "offset noise" remedy, extended to the 3x3 layout scale: the model should read
     background and layout from the caption, not from what survives of them in a noisy
-    latent. It was not enough for the layout (docs/shapes-model.md, "Why the model
+    latent. It was not enough for the layout (bench/shapes-experiments.md, "Why the model
     ignores position words").
     """
     noise = torch.randn_like(z)
