@@ -22,7 +22,7 @@ from lusd.shapes.grounding import (
     token_owners,
 )
 from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet
-from lusd.shapes.train import Run
+from lusd.shapes.training_run import Run
 from lusd.shapes.vae_stage import latent_scale, load_vae
 from lusd.shapes.world import Obj, Scene
 

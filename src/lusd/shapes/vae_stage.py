@@ -11,7 +11,7 @@ import torch
 
 from lusd.shapes.data import batch_rng, image_batch
 from lusd.shapes.models import Arch, build_vae
-from lusd.shapes.train import Run, save_atomic
+from lusd.shapes.training_run import Run, save_atomic
 
 log = logging.getLogger(__name__)
 
