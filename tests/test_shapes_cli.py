@@ -6,6 +6,7 @@ import json
 
 import pytest
 from PIL import Image
+from test_disclosure import exiv2_xmp
 from typer.testing import CliRunner
 
 from lusd.cli import app
@@ -18,6 +19,8 @@ def test_generate_writes_a_64px_png_and_reports_the_oracle(tmp_path):
     result = runner.invoke(app, ["generate", "a red circle", "-o", str(out), "--steps", "3"])
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (64, 64) and "oracle sees" in result.output
+    xmp = exiv2_xmp(out)
+    assert xmp["Xmp.iptcExt.DigitalSourceType"].endswith("/trainedAlgorithmicMedia")
 
 
 def test_generate_rejects_a_bad_extension_in_one_line(tmp_path):
@@ -48,6 +51,9 @@ def test_demo_smoke(tmp_path):
     assert result.output.count("oracle before") == 3 and result.output.count("oracle after") == 3
     sheet = Image.open(out)
     assert sheet.width == 3 * 256 + 4 * 8 and sheet.height > 3 * 256
+    xmp = exiv2_xmp(out)  # a sheet of edits: composite, one line per edit
+    assert xmp["Xmp.iptcExt.DigitalSourceType"].endswith("/compositeWithTrainedAlgorithmicMedia")
+    assert "a red circle" in str(xmp.get("Xmp.lusd.Description"))
 
 
 def test_bench_driver_on_the_shipped_model_few_steps(tmp_path):

@@ -108,6 +108,22 @@ def edit_disclosure(
     )
 
 
+GENERATED_SOURCE_TYPE = _IPTC_CODES + "trainedAlgorithmicMedia"
+
+
+def tool_xmp(lines: list[str], source_type: str = DIGITAL_SOURCE_TYPE) -> str:
+    """XMP for an output that is not one edit: ``lusd demo``'s sheet of several edits
+    (composite, one ``source -> target`` line each) or ``lusd generate``'s picture
+    (``GENERATED_SOURCE_TYPE``, its prompt): the digital source type, the tool, the lines."""
+    return build_packet(
+        {
+            _DST: source_type,
+            "xmp:CreatorTool": f"lusd {__version__}",
+            "lusd:Description": lines,
+        }
+    )
+
+
 @dataclass
 class FileDisclosure:
     """What one image file says about itself."""

@@ -154,6 +154,7 @@ def generate(
     if not prompt.strip():
         raise PromptError("the prompt is empty: say what the picture should show")
     quiet_libraries()
+    from lusd.disclosure import GENERATED_SOURCE_TYPE, tool_xmp
     from lusd.images import save_image
     from lusd.pipeline import check_prompt_length
     from lusd.shapes.generate import generate as run_generate
@@ -163,8 +164,9 @@ def generate(
     check_prompt_length(pipe.tokenizer, prompt)
     image = run_generate(pipe, prompt, seed, steps, guidance)[0]
     meta = {"prompt": prompt, "seed": str(seed), "steps": str(steps), "guidance": str(guidance)}
-    save_image(image, output, metadata=meta)
-    console.print(f"wrote {output}")
+    xmp = tool_xmp([prompt], GENERATED_SOURCE_TYPE)
+    save_image(image, output, metadata=meta, xmp=xmp)
+    console.print(f"wrote {output} (AI-generated, disclosed in XMP)")
     try:
         from lusd.shapes.oracle import describe
 

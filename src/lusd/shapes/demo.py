@@ -115,13 +115,12 @@ def contact_sheet(results: list[DemoResult], scale: int = 4) -> Image.Image:
 
 
 def write_sheet(results: list[DemoResult], path: Path) -> Path:
+    from lusd.disclosure import tool_xmp
     from lusd.images import save_image
 
-    meta = {
-        f"edit{i}": f"{r.case.source_prompt} -> {r.case.target_prompt}"
-        for i, r in enumerate(results)
-    }
-    return save_image(contact_sheet(results), path, metadata=meta)
+    edits = [f"{r.case.source_prompt} -> {r.case.target_prompt}" for r in results]
+    meta = {f"edit{i}": edit for i, edit in enumerate(edits)}
+    return save_image(contact_sheet(results), path, metadata=meta, xmp=tool_xmp(edits))
 
 
 #: Scenes of the web app's examples (one edit each: add, colour change, shape change).
