@@ -12,13 +12,37 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import typer  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
 from lusd import __version__
 
 #: Modules under lusd.commands that add their commands to the app.
 COMMAND_MODULES: tuple[str, ...] = ("edit", "info", "inspect", "serve", "batch", "shapes")
 
+
+class OneLineErrors(TyperGroup):
+    """Usage errors (a bad option value, a missing argument) as one ``error:`` line on stderr,
+    like every other error of the CLI, instead of a usage block and a boxed panel."""
+
+    def main(self, *args, standalone_mode: bool = True, **kwargs):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.TyperException as error:  # typer's usage errors (vendored click)
+            if type(error).__name__ != "NoArgsIsHelpError":  # its help is already printed
+                command = error.ctx.command_path if getattr(error, "ctx", None) else "lusd"
+                message = " ".join(error.format_message().split())
+                typer.echo(f"error: {message} (see {command} --help)", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="lusd",
     help="Localized text-guided image editing (LUSD, ICCV 2025) on Stable Diffusion.",
     no_args_is_help=True,
