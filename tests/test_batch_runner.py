@@ -148,11 +148,11 @@ def test_unreadable_images_bad_rows_or_failed_jobs(tmp_path):
     s = run_batch(_opts(manifest, tmp_path / "out"), FakeFactory())
     assert (s.done, s.failed) == (1, 1)
     assert [(e.line, e.message) for e in s.bad_rows] == [
-        (2, "image 'images/img001.png' is not a readable image (UnidentifiedImageError)")
+        (2, "image 'images/img001.png': not an image (or a format Pillow cannot read)")
     ]
     with Journal(tmp_path / "out" / "journal.sqlite") as j:
         err = [r["error"] for r in j.jobs() if r["state"] == "failed"][0]
-    assert err.startswith("ImageInputError: img002.png is not a readable image")
+    assert err.startswith("ImageInputError: img002.png: unreadable or truncated image")
 
 
 def test_local_backend_does_not_import_ray(tmp_path):

@@ -24,11 +24,12 @@ _PNG_XMP_KEY = "XML:com.adobe.xmp"
 MIME_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}
 
 
-def load_image(source: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Return ``source`` (path, PIL image or numpy array) as an RGB image.
+def load_image(source: Any, max_pixels: int = DEFAULT_MAX_PIXELS, name: str = "") -> Image.Image:
+    """Return ``source`` (path, encoded bytes, PIL image or numpy array) as an RGB image.
 
     Honours EXIF orientation; flattens alpha onto white; converts palette, grey,
-    16-bit and CMYK images. Raises ImageInputError with a one-line reason.
+    16-bit and CMYK images; the first frame of an animation. ``name`` names bytes in
+    errors. Raises ImageInputError with a one-line reason.
     """
     if isinstance(source, Image.Image):
         image = source
@@ -36,36 +37,72 @@ def load_image(source: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image
         image = _from_array(source)
     elif isinstance(source, (str, os.PathLike)):
         image = _open_path(Path(source), max_pixels)
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        image = _open(io.BytesIO(bytes(source)), name or "image", max_pixels)
     else:
         raise ImageInputError(
-            f"unsupported image type {type(source).__name__}: use a path, PIL or numpy"
+            f"unsupported image type {type(source).__name__}: use a path, bytes, PIL or numpy"
         )
-    _check_pixels(image.size, max_pixels, "image")
+    _check_pixels(image.size, max_pixels, name or "image")
     return to_rgb(ImageOps.exif_transpose(image))
 
 
-def _open_path(path: Path, max_pixels: int) -> Image.Image:
+def check_image_file(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> None:
+    """Read only the header of ``path``: ImageInputError unless it is an image within the limit.
+
+    Cheap enough to run on every upload or manifest row before anything is decoded.
+    """
+    path = Path(path)
+    _check_file(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                _check_pixels(image.size, max_pixels, str(path))
+    except Exception as error:
+        raise _reason(error, str(path)) from None
+
+
+def _check_file(path: Path) -> None:
     if not path.exists():
         raise ImageInputError(f"image not found: {path}")
     if not path.is_file():
         raise ImageInputError(f"not a file: {path}")
+    if path.stat().st_size == 0:
+        raise ImageInputError(f"{path}: empty file (0 bytes), not an image")
+
+
+def _open_path(path: Path, max_pixels: int) -> Image.Image:
+    _check_file(path)
+    return _open(path, str(path), max_pixels)
+
+
+def _open(file: Any, name: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            _check_pixels(image.size, max_pixels, str(path))
+            image = Image.open(file)
+            _check_pixels(image.size, max_pixels, name)
             image.load()
-    except ImageInputError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageInputError(
-            f"{path}: too many pixels (decompression bomb guard); raise --max-pixels if it is real"
-        ) from None
-    except UnidentifiedImageError:
-        raise ImageInputError(f"{path}: not an image (or a format Pillow cannot read)") from None
-    except (OSError, ValueError, SyntaxError) as error:
-        raise ImageInputError(f"{path}: unreadable or truncated image ({error})") from None
+    except Exception as error:
+        raise _reason(error, name) from None
     return image
+
+
+def _reason(error: Exception, name: str) -> Exception:
+    """The one-line ImageInputError for whatever Pillow raised while reading ``name``."""
+    if isinstance(error, ImageInputError):
+        return error
+    if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return ImageInputError(
+            f"{name}: too many pixels (decompression bomb guard); raise --max-pixels if it is real"
+        )
+    if isinstance(error, UnidentifiedImageError):
+        return ImageInputError(f"{name}: not an image (or a format Pillow cannot read)")
+    if isinstance(error, MemoryError):
+        return ImageInputError(f"{name}: too large to decode in memory; downscale it")
+    detail = " ".join(str(error).split()) or type(error).__name__
+    return ImageInputError(f"{name}: unreadable or truncated image ({detail})")
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:

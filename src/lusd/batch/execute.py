@@ -7,7 +7,6 @@ needs no shared file system.
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import socket
@@ -16,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from lusd.batch.jobs import JobSpec
 from lusd.disclosure import EditDisclosure
-from lusd.errors import ImageInputError, LUSDError
+from lusd.errors import LUSDError
 
 log = logging.getLogger(__name__)
 
@@ -55,13 +54,11 @@ class JobOutput:
 
 
 def decode_image(data: bytes, name: str = "image") -> Image.Image:
-    """Bytes -> RGB PIL image with EXIF orientation applied; ImageInputError if unreadable."""
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except Exception as exc:  # PIL raises many types for bad files
-        raise ImageInputError(f"{name} is not a readable image ({type(exc).__name__})") from None
+    """Bytes -> RGB PIL image, read as :func:`lusd.images.load_image` reads files (EXIF
+    orientation, 16-bit, CMYK, alpha, pixel limit); ImageInputError if unreadable."""
+    from lusd.images import load_image
+
+    return load_image(data, name=name)
 
 
 def encode_png(

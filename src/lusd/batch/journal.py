@@ -89,9 +89,13 @@ class Journal:
             raise ConfigError(f"{self.path.parent} has no batch journal ({JOURNAL_NAME})")
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(_SCHEMA)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            self.db.close()
+            raise ConfigError(f"{self.path}: not a usable batch journal ({error})") from None
 
     def close(self) -> None:
         self.db.close()

@@ -12,16 +12,19 @@ among them sets a batch option for the whole manifest (see :data:`DIRECTIVES`).
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lusd.config import PRESETS, field_names
-from lusd.errors import ConfigError
+from lusd.errors import ConfigError, ImageInputError, LUSDError
+from lusd.inputs import check_seed, is_inside
 
 #: Accepted spellings of each known column (first one is canonical).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -84,12 +87,18 @@ class Manifest:
 
 
 def read_manifest(
-    path: str | Path, *, default_seed: int = 0, default_preset: str = "lusd"
+    path: str | Path,
+    *,
+    default_seed: int = 0,
+    default_preset: str = "lusd",
+    allowed_dirs: Sequence[str | Path] = (),
 ) -> Manifest:
     """Parse and validate ``path`` (.csv or .jsonl/.json lines); never raises for bad rows.
 
-    Raises ConfigError only when the file itself cannot be used (missing, unknown
-    format, no image or target column, unknown columns).
+    Every file a row names must lie in the manifest's folder or one of ``allowed_dirs``
+    (after ``..`` and symlinks are followed). Raises ConfigError only when the file itself
+    cannot be used (missing, unknown format or encoding, no image or target column,
+    unknown columns).
     """
     path = Path(path).expanduser().resolve()
     if not path.is_file():
@@ -98,13 +107,14 @@ def read_manifest(
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".jsonl", ".ndjson", ".json"):
         raise ConfigError(f"manifest {path.name}: use a .csv or .jsonl file")
-    text = data.decode("utf-8-sig", errors="replace")
+    text = _decode(data, path.name)
     directives, skipped = _header_directives(text, path.name)
     lines = text.splitlines(keepends=True)[skipped:]
     if suffix == ".csv":
         records = _csv_records(lines, path, skipped)
     else:
         records = _jsonl_records(lines, skipped)
+    roots = (path.parent, *allowed_dirs)
     rows: list[ManifestRow] = []
     errors: list[RowError] = []
     seen: dict[str, int] = {}
@@ -113,8 +123,8 @@ def read_manifest(
             errors.append(RowError(line, record))
             continue
         try:
-            row = _make_row(line, record, path.parent, default_seed, default_preset)
-        except (ConfigError, ValueError) as exc:
+            row = _make_row(line, record, path.parent, default_seed, default_preset, roots)
+        except (LUSDError, ValueError) as exc:
             errors.append(RowError(line, str(exc)))
             continue
         key = row.id.lower()
@@ -132,6 +142,27 @@ def read_manifest(
     if not rows and not errors:
         raise ConfigError(f"manifest {path} has no rows")
     return Manifest(path, hashlib.sha256(data).hexdigest(), rows, errors, directives)
+
+
+def _decode(data: bytes, name: str) -> str:
+    """UTF-8 (with or without BOM), or UTF-16 with its BOM; anything else is a ConfigError."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ConfigError(f"manifest {name}: broken UTF-16 text; save it as UTF-8") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"manifest {name} line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save it as UTF-8"
+        ) from None
+    if "\x00" in text:
+        line = text[: text.index("\x00")].count("\n") + 1
+        raise ConfigError(f"manifest {name} line {line}: holds a NUL byte; is it a binary file?")
+    return text
 
 
 def _header_directives(text: str, name: str) -> tuple[dict[str, bool], int]:
@@ -187,6 +218,13 @@ def _csv_records(
     lines: list[str], path: Path, offset: int = 0
 ) -> list[tuple[int, dict[str, Any] | str]]:
     reader = csv.reader(lines)
+    try:
+        return _csv_rows(reader, path, offset)
+    except csv.Error as exc:
+        raise ConfigError(f"manifest {path.name} line {offset + reader.line_num}: {exc}") from None
+
+
+def _csv_rows(reader: Any, path: Path, offset: int) -> list[tuple[int, dict[str, Any] | str]]:
     try:
         header = next(reader)
     except StopIteration:
@@ -246,12 +284,17 @@ def _text(value: Any) -> str:
 
 
 def _make_row(
-    line: int, rec: dict[str, Any], base: Path, default_seed: int, default_preset: str
+    line: int,
+    rec: dict[str, Any],
+    base: Path,
+    default_seed: int,
+    default_preset: str,
+    roots: Sequence[str | Path] = (),
 ) -> ManifestRow:
     image_ref = _text(rec.get("image"))
     if not image_ref:
         raise ValueError("the image path is empty")
-    image = _resolve(image_ref, base)
+    image = _resolve(image_ref, base, roots, "image")
     if not image.is_file():
         raise ValueError(f"image {image_ref!r} not found ({image})")
     _check_header(image, image_ref)
@@ -262,12 +305,7 @@ def _make_row(
     focus_text = _text(rec.get("focus"))
     focus = tuple(w.strip() for w in focus_text.split(";") if w.strip()) or None
     seed_text = _text(rec.get("seed"))
-    try:
-        seed = int(float(seed_text)) if seed_text else default_seed
-    except ValueError:
-        raise ValueError(f"seed must be an integer, got {seed_text!r}") from None
-    if not 0 <= seed < 2**63:
-        raise ValueError(f"seed must be between 0 and 2**63 - 1, got {seed}")
+    seed = check_seed(seed_text) if seed_text else default_seed
     preset = _text(rec.get("preset")) or default_preset
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
@@ -290,25 +328,31 @@ def _make_row(
         seed=seed,
         preset=preset,
         overrides=overrides,
-        edited=_resolve(edited, base) if edited else None,
-        mask=_resolve(mask, base) if mask else None,
+        edited=_resolve(edited, base, roots, "edited image") if edited else None,
+        mask=_resolve(mask, base, roots, "mask") if mask else None,
     )
 
 
 def _check_header(image: Path, ref: str) -> None:
-    """Cheap readability check: PIL identifies the format from the header only."""
-    from PIL import Image, UnidentifiedImageError
+    """Cheap readability check: the header only (format, size within the pixel limit)."""
+    from lusd.images import check_image_file
 
     try:
-        with Image.open(image) as im:
-            im.size  # noqa: B018 - header parsed
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ValueError(f"image {ref!r} is not a readable image ({type(exc).__name__})") from None
+        check_image_file(image)
+    except ImageInputError as exc:
+        raise ValueError(str(exc).replace(str(image), f"image {ref!r}")) from None
 
 
-def _resolve(ref: str, base: Path) -> Path:
+def _resolve(ref: str, base: Path, roots: Sequence[str | Path] = (), what: str = "file") -> Path:
     p = Path(ref).expanduser()
-    return (p if p.is_absolute() else base / p).resolve()
+    p = (p if p.is_absolute() else base / p).resolve()
+    if roots and not is_inside(p, roots):
+        raise ValueError(
+            f"{what} {ref!r} is outside the allowed folders (the manifest's folder"
+            f"{', --allow-dir' if len(roots) > 1 else ''}): {p}; move it there or pass "
+            "--allow-dir FOLDER"
+        )
+    return p
 
 
 def default_id(image_ref: str, target_prompt: str) -> str:

@@ -23,6 +23,7 @@ from lusd.batch.outdir import atomic_write
 from lusd.batch.provenance import OutputDisclosure, cost_per_image, license_line, output_disclosure
 from lusd.batch.report_assets import CSS, JS, histograms_png
 from lusd.eval.evaluate import summarize
+from lusd.inputs import check_int, check_number
 
 #: Metric columns shown in the grid, in order, with their headers.
 COLUMNS = {
@@ -52,6 +53,9 @@ def write_report(
 
     ``hour_price`` (default: the one the batch ran with) prices the median edit.
     """
+    check_int(thumb, "--thumb", 16, 1024)
+    if hour_price is not None:
+        check_number(hour_price, "--hour-price")
     outdir = Path(outdir)
     path = Path(output) if output else outdir / "report.html"
     with Journal(outdir / JOURNAL_NAME, create=False) as journal:

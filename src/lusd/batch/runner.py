@@ -8,11 +8,13 @@ the job done in one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,8 @@ from lusd.batch.outdir import (
     sha256_file,
 )
 from lusd.credentials import load_signer
-from lusd.errors import ConfigError, ImageInputError
+from lusd.errors import ConfigError, ImageInputError, LUSDError
+from lusd.inputs import check_int, check_number, check_output_folder, check_seed
 from lusd.licensing import ModelLicense, license_for, require_commercial
 from lusd.model_id import model_name
 
@@ -74,6 +77,8 @@ class BatchOptions:
     c2pa_cert: str | None = None  # with c2pa_key: sign C2PA Content Credentials
     c2pa_key: str | None = None
     hour_price: float | None = None  # price of a machine hour, for the report's cost per image
+    #: folders besides the manifest's own that rows may name images in
+    allow_dirs: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -219,7 +224,12 @@ def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowErro
 
     ``model`` is the journal's name of the model (``jobs.model_key``).
     """
-    manifest = read_manifest(opts.manifest, default_seed=opts.seed, default_preset=opts.preset)
+    manifest = read_manifest(
+        opts.manifest,
+        default_seed=opts.seed,
+        default_preset=opts.preset,
+        allowed_dirs=opts.allow_dirs,
+    )
     if manifest.directives.get("require_commercial"):
         opts.require_commercial = True
     base = model_default_config(opts.model_config or opts.model)
@@ -244,10 +254,7 @@ def run_batch(
     opts.outdir = Path(opts.outdir).expanduser().resolve()
     if opts.backend not in ("local", "ray"):
         raise ConfigError(f"unknown backend {opts.backend!r}: use local or ray")
-    if opts.workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {opts.workers}")
-    if opts.hour_price is not None and opts.hour_price < 0:
-        raise ConfigError(f"--hour-price must not be negative, got {opts.hour_price}")
+    check_options(opts)
     model = model_key(opts.model)
     jobs, bad = prepare(opts, model)
     model_license = _model_license(opts)
@@ -256,7 +263,7 @@ def run_batch(
     factory = editor_factory or PipelineEditorFactory(
         opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads, opts.model_config
     )
-    with run_lock(opts.outdir):
+    with run_lock(opts.outdir), _journal_errors(opts.outdir):
         journal = open_journal(opts.outdir, opts.manifest, manifest_sha)
         try:
             journal.set_meta(
@@ -282,6 +289,30 @@ def run_batch(
         finally:
             journal.close()
     return summary
+
+
+def check_options(opts: BatchOptions) -> None:
+    """One-line errors for option values no row could run with (before anything is read)."""
+    check_seed(opts.seed, "--seed")
+    check_int(opts.workers, "--workers", 1, 1024)
+    check_int(opts.max_attempts, "--max-attempts", 1, 1000)
+    if opts.threads is not None:
+        check_int(opts.threads, "--threads", 1, 1024)
+    if opts.hour_price is not None:
+        check_number(opts.hour_price, "--hour-price")
+    check_output_folder(opts.outdir, "output folder (-o)")
+
+
+@contextlib.contextmanager
+def _journal_errors(outdir: Path) -> Iterator[None]:
+    """A journal that cannot be written (disk full, read-only) as one line; rerun resumes."""
+    try:
+        yield
+    except sqlite3.Error as error:
+        raise LUSDError(
+            f"cannot write the batch journal in {outdir} ({error}); fix that (free space, "
+            "permissions) and run the same command again to resume"
+        ) from None
 
 
 def _model_license(opts: BatchOptions) -> ModelLicense:

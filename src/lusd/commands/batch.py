@@ -30,6 +30,9 @@ def batch(
     workers: int = typer.Option(1, "--workers", "-w", help="Ray actors (one model each)."),
     address: str = typer.Option(None, "--address", help="Ray cluster, e.g. ray://head:10001."),
     strict: bool = typer.Option(False, "--strict", help="Abort if any manifest row is bad."),
+    allow_dirs: list[Path] = typer.Option(
+        None, "--allow-dir", help="Folder rows may name images in, besides the manifest's own."
+    ),
     rerun_changed: bool = typer.Option(
         False, "--rerun-changed", help="Redo done rows whose config, prompts or seed changed."
     ),
@@ -94,6 +97,7 @@ def batch(
         c2pa_cert=c2pa_cert,
         c2pa_key=c2pa_key,
         hour_price=hour_price,
+        allow_dirs=tuple(allow_dirs or ()),
     )
     if backend == "local" and workers > 1:
         err_console.print(
@@ -168,6 +172,9 @@ def evaluate(
     device: str = typer.Option(None, "--device", help="CLIP device (default: cuda if present)."),
     output: Path = typer.Option(None, "--output", "-o", help="Per-edit CSV (manifest input only)."),
     oracle: bool = typer.Option(None, "--oracle/--no-oracle", help="Judge with the shapes oracle."),
+    allow_dirs: list[Path] = typer.Option(
+        None, "--allow-dir", help="Folder rows may name images in, besides the manifest's own."
+    ),
 ) -> None:
     """Compute L1, L2 (whole and outside the mask), CLIP-I/T/R, CLIP-AUC and oracle success."""
     from lusd.eval.evaluate import evaluate_manifest, evaluate_outdir
@@ -177,7 +184,9 @@ def evaluate(
         where = target / "metrics.json"
     else:
         where = output or target.with_suffix(".metrics.csv")
-        result = evaluate_manifest(target, where, clip, device, bool(oracle))
+        result = evaluate_manifest(
+            target, where, clip, device, bool(oracle), tuple(allow_dirs or ())
+        )
     for note in result.notes:
         err_console.print(f"[yellow]note:[/] {note}")
     for key, value in result.summary.items():

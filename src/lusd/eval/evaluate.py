@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from lusd.errors import ConfigError, ImageInputError
 from lusd.eval.metrics import clip_auc, pixel_metrics, swept_mean
@@ -37,12 +37,9 @@ class EvalResult:
 
 
 def _open(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return ImageOps.exif_transpose(im).convert("RGB")
-    except OSError as exc:
-        raise ImageInputError(f"cannot read image {path}: {exc}") from None
+    from lusd.images import load_image
+
+    return load_image(path)
 
 
 def _number(value: Any) -> bool:
@@ -97,16 +94,20 @@ def evaluate_outdir(
         scorer, notes = _scorer(clip, device, oracle)
         per_edit: dict[str, dict[str, float]] = {}
         for row in journal.jobs("done"):
-            metrics = _one(
-                Path(row["image"]),
-                outdir / row["output"],
-                outdir / row["mask"],
-                row["target_prompt"],
-                row["source_prompt"],
-                scorer,
-                oracle,
-                json.loads(row["config"]).get("mask_threshold", 0.25),
-            )
+            try:
+                metrics = _one(
+                    Path(row["image"]),
+                    outdir / row["output"],
+                    outdir / row["mask"],
+                    row["target_prompt"],
+                    row["source_prompt"],
+                    scorer,
+                    oracle,
+                    json.loads(row["config"]).get("mask_threshold", 0.25),
+                )
+            except ImageInputError as error:
+                notes.append(f"{row['id']} skipped: {error} (lusd batch redoes a lost output)")
+                continue
             journal.put_metrics(row["id"], metrics)
             per_edit[row["id"]] = metrics
         stored = journal.metrics()
@@ -122,11 +123,12 @@ def evaluate_manifest(
     clip: str | None = None,
     device: str | None = None,
     oracle: bool = False,
+    allowed_dirs: tuple[Path, ...] = (),
 ) -> EvalResult:
     """MagicBrush-style layout: rows with an input ``image``, ``target_prompt`` and ``edited``."""
     from lusd.batch.manifest import read_manifest
 
-    m = read_manifest(manifest)
+    m = read_manifest(manifest, allowed_dirs=allowed_dirs)
     if m.errors:
         raise ConfigError("; ".join(str(e) for e in m.errors[:10]))
     if any(r.edited is None for r in m.rows):
@@ -135,10 +137,20 @@ def evaluate_manifest(
             "to evaluate a batch give its output folder instead"
         )
     scorer, notes = _scorer(clip, device, oracle)
-    per_edit = {
-        r.id: _one(r.image, r.edited, r.mask, r.target_prompt, r.source_prompt, scorer, oracle)  # type: ignore[arg-type]
-        for r in m.rows
-    }
+    per_edit = {}
+    for r in m.rows:
+        try:
+            per_edit[r.id] = _one(
+                r.image,
+                r.edited,  # type: ignore[arg-type]
+                r.mask,
+                r.target_prompt,
+                r.source_prompt,
+                scorer,
+                oracle,
+            )
+        except ImageInputError as error:
+            notes.append(f"line {r.line} skipped: {error}")
     names = sorted({k for v in per_edit.values() for k in v})
     buf = io.StringIO()
     writer = csv.writer(buf)

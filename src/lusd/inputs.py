@@ -1,0 +1,102 @@
+"""Checks of user-supplied values outside EditConfig: seeds, limits, prices, folders.
+
+The CLI commands, the batch manifest and the web app call these, so one bad value
+gets the same one-line error wherever it comes from. EditConfig checks its own fields;
+``lusd.images`` checks pictures.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from lusd.errors import ConfigError
+
+#: Seeds are 0 <= seed < 2**63 (torch takes 64 bits; SQLite stores signed 64-bit integers).
+SEED_LIMIT = 2**63
+#: An output folder with less free space than this is reported as full before any work.
+MIN_FREE_BYTES = 1_000_000
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """``value`` (int, integral float or text) as a seed; ConfigError if it is not one."""
+    number = _integer(value, name)
+    if not 0 <= number < SEED_LIMIT:
+        raise ConfigError(f"{name} must be between 0 and 2**63 - 1, got {number}")
+    return number
+
+
+def check_int(value: Any, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as an integer in [low, high]; ConfigError naming ``name`` otherwise."""
+    number = _integer(value, name)
+    if number < low or (high is not None and number > high):
+        upper = f"{high:,}" if high is not None else "any"
+        raise ConfigError(f"{name} must be between {low:,} and {upper}, got {number:,}")
+    return number
+
+
+def check_number(value: Any, name: str, low: float = 0.0, high: float = math.inf) -> float:
+    """``value`` as a finite float in [low, high]; ConfigError naming ``name`` otherwise."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or not low <= number <= high:
+        bounds = f"at least {low:g}" if high == math.inf else f"between {low:g} and {high:g}"
+        raise ConfigError(f"{name} must be a finite number {bounds}, got {value!r}")
+    return number
+
+
+def _integer(value: Any, name: str) -> int:
+    """Integers, integral floats ("3", "3.0", 3.0) and nothing else (no NaN, inf, bool)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, float | str):
+        text = str(value).strip()
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            number = float(text)
+        except ValueError:
+            number = math.nan
+        if math.isfinite(number) and number == int(number):
+            return int(number)
+    raise ConfigError(f"{name} must be an integer, got {value!r}")
+
+
+def check_output_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:
+    """Refuse an output folder that cannot be created or written, or whose disk is full.
+
+    Nothing is created: the nearest existing ancestor is checked instead.
+    """
+    path = Path(folder).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{what} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {path}: {existing} is not writable; choose another folder")
+    try:
+        free = shutil.disk_usage(existing).free
+    except OSError:
+        free = MIN_FREE_BYTES
+    if free < MIN_FREE_BYTES:
+        raise ConfigError(
+            f"{what} {path}: the disk is full ({free:,} bytes free); free some space first"
+        )
+    return path
+
+
+def is_inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> bool:
+    """Whether ``path``, resolved (symlinks and ``..`` followed), lies under one of ``roots``."""
+    resolved = Path(path).expanduser().resolve()
+    return any(resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots)
