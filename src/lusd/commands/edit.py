@@ -64,11 +64,15 @@ def edit(
     from lusd.commands.common import check_commercial
     from lusd.credentials import load_signer
     from lusd.images import load_image, output_format, save_image
+    from lusd.inputs import check_int, check_output_folder, check_seed
 
     output = output or default_output(image)
     for path in (output, save_mask):
         if path is not None:
             output_format(path)
+            check_output_folder(path.parent)
+    check_seed(seed, "--seed")
+    check_int(max_pixels, "--max-pixels", 1)
     if output.resolve() == image.resolve():
         raise ImageInputError(f"{output}: refusing to overwrite the input image")
     overrides = parse_overrides(settings)
