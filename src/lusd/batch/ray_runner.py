@@ -17,7 +17,7 @@ from lusd.batch.jobs import JobSpec
 from lusd.errors import DeviceError, ImageInputError, ModelLoadError
 
 if TYPE_CHECKING:
-    from lusd.batch.runner import BatchRun, BatchSummary, Progress
+    from lusd.batch.batch_run import BatchRun, BatchSummary, Progress
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Batch driver: plan the run from manifest + journal, dispatch jobs, record results.
 
-The driver is the only journal writer. Backends (local loop here, Ray in
+The driver is the only journal writer (``batch_run.BatchRun``). Backends (local loop here, Ray in
 ``ray_runner``) call ``BatchRun.start`` before a job runs and ``BatchRun.commit``
 with the worker's output; ``commit`` writes both files atomically, then marks
 the job done in one transaction.
@@ -9,32 +9,27 @@ the job done in one transaction.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from lusd.batch.batch_run import BatchOptions, BatchRun, BatchSummary, Progress
 from lusd.batch.execute import (
     EditorFactory,
     JobOutput,
     PipelineEditorFactory,
-    decode_image,
     execute,
-    job_disclosure,
 )
 from lusd.batch.execute import worker_name as _worker_name
 from lusd.batch.jobs import JobSpec, build_jobs, model_default_config, model_key
-from lusd.batch.journal import Done, Journal
+from lusd.batch.journal import Journal
 from lusd.batch.manifest import RowError, read_manifest
 from lusd.batch.outdir import (
-    atomic_write,
     open_journal,
-    output_paths,
     remove_temp_files,
     run_lock,
     sha256_bytes,
@@ -47,131 +42,6 @@ from lusd.licensing import ModelLicense, license_for, require_commercial
 from lusd.model_id import model_name
 
 log = logging.getLogger(__name__)
-
-#: progress(finished_so_far, total_to_run, job_id, ok); first called with 0 before any work
-Progress = Callable[[int, int, str, bool], None]
-
-
-@dataclass
-class BatchOptions:
-    manifest: Path
-    outdir: Path
-    model: str | None = None
-    preset: str = "lusd"
-    seed: int = 0
-    overrides: dict[str, Any] = field(default_factory=dict)
-    strict: bool = False
-    rerun_changed: bool = False
-    max_attempts: int = 3
-    backend: str = "local"
-    workers: int = 1
-    address: str | None = None
-    device: str | None = None
-    dtype: str | None = None
-    allow_pickle: bool = False
-    threads: int | None = None
-    model_config: str | None = None  # diffusers config folder for a single-file checkpoint
-    oracle: bool | None = None  # None: on when the model is the shipped shapes model
-    #: refuse a model whose licence forbids commercial use (or the manifest's header says so)
-    require_commercial: bool = False
-    c2pa_cert: str | None = None  # with c2pa_key: sign C2PA Content Credentials
-    c2pa_key: str | None = None
-    hour_price: float | None = None  # price of a machine hour, for the report's cost per image
-    #: folders besides the manifest's own that rows may name images in
-    allow_dirs: tuple[Path, ...] = ()
-
-
-@dataclass
-class BatchSummary:
-    total_rows: int
-    bad_rows: list[RowError]
-    to_run: int
-    done: int = 0
-    failed: int = 0
-    skipped_done: int = 0
-    gave_up: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def edits_per_minute(self) -> float:
-        return 60.0 * self.done / self.seconds if self.seconds > 0 else 0.0
-
-
-class BatchRun:
-    """One invocation of ``lusd batch`` against one OUTDIR."""
-
-    def __init__(
-        self, opts: BatchOptions, journal: Journal, jobs: list[JobSpec], signer: Any = None
-    ) -> None:
-        self.opts = opts
-        self.signer = signer
-        self.journal = journal
-        self.outdir = opts.outdir
-        self.jobs = {j.id: j for j in jobs}
-        self._inputs: dict[str, bytes] = {}
-        self.oracle = opts.oracle if opts.oracle is not None else opts.model is None
-
-    def read_input(self, job: JobSpec) -> bytes:
-        """The input image's bytes (kept until the job is committed, for its metrics)."""
-        try:
-            data = Path(job.image).read_bytes()
-        except OSError as exc:
-            raise ImageInputError(f"cannot read {job.image}: {exc.strerror}") from None
-        self._inputs[job.id] = data
-        return data
-
-    def start(self, job: JobSpec, worker: str = "") -> None:
-        self.journal.start(job.id, worker)
-
-    def commit(self, job: JobSpec, out: JobOutput) -> bool:
-        """Record a worker's output; True when the job is done."""
-        data = self._inputs.pop(job.id, b"")
-        if not out.ok:
-            self.journal.fail(job.id, out.error, out.seconds)
-            return False
-        rel_img, rel_mask = output_paths(job.id)
-        try:
-            metrics = self._metrics(job, data, out)
-            if self.signer is not None:
-                disclosure = job_disclosure(job, out.stats.get("focus_words") or job.focus or ())
-                signed = self.signer.sign(out.image_png, "image/png", disclosure, data, rel_img)
-                out = dataclasses.replace(out, image_png=signed)
-            atomic_write(self.outdir / rel_img, out.image_png)
-            atomic_write(self.outdir / rel_mask, out.mask_png)
-        except Exception as exc:  # disk full, bad worker output, ...
-            log.exception("recording %s failed", job.id)
-            self.journal.fail(job.id, f"{type(exc).__name__}: {exc}", out.seconds)
-            return False
-        self.journal.finish(
-            Done(
-                job_id=job.id,
-                output=rel_img,
-                mask=rel_mask,
-                output_sha256=sha256_bytes(out.image_png),
-                mask_sha256=sha256_bytes(out.mask_png),
-                seconds=out.seconds,
-                stats=out.stats,
-                metrics=metrics,
-                worker=out.worker,
-            )
-        )
-        return True
-
-    def _metrics(self, job: JobSpec, data: bytes, out: JobOutput) -> dict[str, float]:
-        from lusd.eval.metrics import pixel_metrics
-
-        edited = decode_image(out.image_png, "edited image")
-        mask = decode_image(out.mask_png, "mask").convert("L")
-        if not data:
-            return {}
-        source = decode_image(data, job.image)
-        metrics = pixel_metrics(source, edited, mask, job.config.mask_threshold)
-        if self.oracle:
-            from lusd.eval.oracle import oracle_metrics
-
-            metrics.update(oracle_metrics(source, edited, job.target_prompt, job.source_prompt))
-        return metrics
 
 
 def plan(
