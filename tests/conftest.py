@@ -29,6 +29,6 @@ def tiny_vpred_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_model_dir):
-    from lusd.pipeline import load_pipeline
+    from lusd.loading import load_pipeline
 
     return load_pipeline(str(tiny_model_dir))

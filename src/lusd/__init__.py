@@ -15,10 +15,14 @@ if TYPE_CHECKING:
 
 def __getattr__(name: str) -> Any:
     # The pipeline imports torch and diffusers: load it only when asked for.
-    if name in ("LUSDPipeline", "EditOutput", "load_pipeline"):
+    if name in ("LUSDPipeline", "EditOutput"):
         from lusd import pipeline
 
         return getattr(pipeline, name)
+    if name == "load_pipeline":
+        from lusd.loading import load_pipeline
+
+        return load_pipeline
     raise AttributeError(f"module 'lusd' has no attribute {name!r}")
 
 
@@ -33,7 +37,7 @@ def edit(
     **kwargs: Any,
 ):
     """One-call edit: load ``model`` (default: the shipped shapes model) and run it."""
-    from lusd.pipeline import load_pipeline
+    from lusd.loading import load_pipeline
 
     pipe = load_pipeline(model, device, single_file_config=model_config)
     return pipe(image, source_prompt, target_prompt, **kwargs)

@@ -262,10 +262,3 @@ def check_prompt_length(tokenizer: Any, prompt: str, name: str = "prompt") -> No
             f"the {name} is {count} tokens long; the text encoder takes at most "
             f"{limit} (start and end tokens included): shorten it"
         )
-
-
-def load_pipeline(*args: Any, **kwargs: Any) -> LUSDPipeline:
-    """See :func:`lusd.loading.load_pipeline`."""
-    from lusd.loading import load_pipeline as _load
-
-    return _load(*args, **kwargs)

@@ -145,7 +145,7 @@ def _plain(stats: dict[str, Any]) -> dict[str, Any]:
 
 @dataclass
 class PipelineEditorFactory:
-    """Loads ``lusd.pipeline.load_pipeline(model, ...)`` once, inside the worker."""
+    """Loads ``lusd.loading.load_pipeline(model, ...)`` once, inside the worker."""
 
     model: str | None = None
     device: str | None = None
@@ -174,7 +174,7 @@ class PipelineEditor:
     ) -> None:
         import torch
 
-        from lusd.pipeline import load_pipeline
+        from lusd.loading import load_pipeline
 
         if threads:
             torch.set_num_threads(threads)
