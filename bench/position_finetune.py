@@ -1,4 +1,4 @@
-"""Position-word diagnostics of bench/shapes-experiments.md ("Why the model ignores position words").
+"""Position-word diagnostics (bench/shapes-experiments.md, "Why the model ignores position words").
 
 Fine-tunes the UNet + text encoder of a `lusd train-shapes` work folder for a few minutes
 on chosen data, then measures the position probe and writes JSON:
