@@ -1,6 +1,7 @@
 """Image loading limits, modes, EXIF, fitting, paste-back and atomic saving."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -99,6 +100,9 @@ def test_save_is_atomic_and_keeps_metadata(tmp_path):
     save_image(Image.new("RGB", (8, 8)), path, {"lusd": json.dumps({"seed": 3})})
     assert json.loads(Image.open(path).text["lusd"])["seed"] == 3
     assert [p.name for p in path.parent.iterdir()] == ["out.png"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the temp file's 0600
     with pytest.raises(ImageInputError, match="extension"):
         save_image(Image.new("RGB", (8, 8)), tmp_path / "out.gif")
     jpg = save_image(Image.new("RGB", (8, 8)), tmp_path / "out.jpg", {"k": "v"})

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 from PIL import Image, ImageFilter, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from lusd.errors import ImageInputError
+from lusd.files import atomic_write
 
 #: Default limit on input pixels (about 50 megapixels); configurable per call.
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -248,20 +248,8 @@ def save_image(
     """
     target = Path(path)
     fmt = output_format(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
     data = encode_image(image, fmt, metadata, xmp)
     if finish is not None:
         data = finish(data, MIME_TYPES[fmt])
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".part", dir=target.parent
-    )
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    atomic_write(target, data)
     return target

@@ -14,8 +14,9 @@ from lusd.batch.execute import JobOutput, decode_image, job_disclosure
 from lusd.batch.jobs import JobSpec
 from lusd.batch.journal import Done, Journal
 from lusd.batch.manifest import RowError
-from lusd.batch.outdir import atomic_write, output_paths, sha256_bytes
+from lusd.batch.outdir import output_paths, sha256_bytes
 from lusd.errors import ImageInputError
+from lusd.files import atomic_write
 
 log = logging.getLogger(__name__)
 

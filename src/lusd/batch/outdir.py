@@ -6,18 +6,15 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from lusd.batch.journal import JOURNAL_NAME, Journal
 from lusd.errors import ConfigError
+from lusd.files import TMP_PREFIX
 
 LOCK_NAME = ".lusd-batch.lock"
 IMAGES, MASKS = "images", "masks"
-_TMP_PREFIX = ".tmp-"
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -31,28 +28,11 @@ def sha256_file(path: Path) -> str | None:
         return None
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=path.suffix, dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def remove_temp_files(outdir: Path) -> int:
     """Delete temp files a killed run left behind; returns how many."""
     n = 0
     for sub in (IMAGES, MASKS):
-        for p in (outdir / sub).glob(f"{_TMP_PREFIX}*"):
+        for p in (outdir / sub).glob(f"{TMP_PREFIX}*"):
             with contextlib.suppress(OSError):
                 p.unlink()
                 n += 1
@@ -82,7 +62,7 @@ def open_journal(outdir: Path, manifest_path: Path, manifest_sha: str) -> Journa
     """
     journal_file = outdir / JOURNAL_NAME
     if not journal_file.exists():
-        scratch = f"{_TMP_PREFIX}{JOURNAL_NAME}"
+        scratch = f"{TMP_PREFIX}{JOURNAL_NAME}"
         others = [
             p.name
             for p in outdir.iterdir()

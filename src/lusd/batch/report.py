@@ -19,10 +19,10 @@ from typing import Any
 from PIL import Image
 
 from lusd.batch.journal import JOURNAL_NAME, Journal
-from lusd.batch.outdir import atomic_write
 from lusd.batch.provenance import OutputDisclosure, cost_per_image, license_line, output_disclosure
 from lusd.batch.report_assets import CSS, JS, histograms_png
 from lusd.eval.evaluate import summarize
+from lusd.files import atomic_write
 from lusd.inputs import check_int, check_number
 
 #: Metric columns shown in the grid, in order, with their headers.

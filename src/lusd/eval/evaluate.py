@@ -157,7 +157,7 @@ def evaluate_manifest(
     writer.writerow(["id", *names])
     for key, vals in per_edit.items():
         writer.writerow([key, *(vals.get(n, "") for n in names)])
-    from lusd.batch.outdir import atomic_write
+    from lusd.files import atomic_write
 
     atomic_write(Path(out_csv), buf.getvalue().encode())
     return EvalResult(per_edit, summarize(per_edit), notes)
@@ -200,6 +200,6 @@ def _one(
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from lusd.batch.outdir import atomic_write
+    from lusd.files import atomic_write
 
     atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())
