@@ -23,7 +23,8 @@ from lusd.app_edit import (
     new_seed,
     plain_message,
 )
-from lusd.errors import LUSDError
+from lusd.errors import ImageInputError, LUSDError
+from lusd.images import check_image_file
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,7 @@ INTRO = (
 )
 UNEXPECTED = "The edit failed unexpectedly. Try again, or go back to an earlier result below."
 BAD_UPLOAD = "This file is not a picture the app can read. Use a PNG, JPEG or WebP image."
+TOO_LARGE = "This file is larger than the app accepts. Use a smaller picture."
 CSS = """
 #lusd-input img, #lusd-compare img, #lusd-gallery img { image-rendering: pixelated; }
 #lusd-input img { width: 100%; height: 100%; object-fit: contain; }
@@ -51,14 +53,27 @@ def make_temp_dir() -> Path:
     return folder
 
 
-def _plain_upload_errors(component: gr.Image) -> gr.Image:
-    """Turn an unreadable upload into a plain message instead of a generic "Error".
+def _plain_upload_errors(component: gr.Image, settings: AppSettings) -> gr.Image:
+    """Check an upload's header before anything decodes it, and turn an unreadable upload
+    into a plain message instead of a generic "Error".
 
     (It wraps the instance's method: a gr.Image subclass would make gradio write a .pyi.)
     """
     original = component.preprocess
 
     def preprocess(payload: Any) -> Any:
+        path, url = getattr(payload, "path", None), str(getattr(payload, "url", None) or "")
+        if url.startswith("data:") and len(url) * 3 // 4 > settings.max_file_bytes:
+            raise gr.Error(TOO_LARGE, title="Cannot use the picture", print_exception=False)
+        if path and not url.startswith("data:"):
+            try:
+                check_image_file(path, settings.max_pixels)
+            except ImageInputError as error:
+                log.info("refused an upload: %s", error)
+                too_big = "pixels" in str(error)  # else: not an image, or a broken one
+                message = plain_message(error, path) if too_big else BAD_UPLOAD
+                title = "Cannot use the picture"
+                raise gr.Error(message, title=title, print_exception=False) from None
         try:
             return original(payload)
         except Exception:
@@ -136,7 +151,8 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
                     sources=["upload", "clipboard"],
                     height=300,
                     elem_id="lusd-input",
-                )
+                ),
+                settings,
             )
             ui.source = gr.Textbox(
                 label="What the picture shows (optional)",
@@ -253,8 +269,8 @@ def build_app(
         progress(0, desc="Starting")
         try:
             stops.begin(session)
-            strength = int(strength if strength is not None else DEFAULT_STRENGTH)
-            record = editor.run(image, source, target, focus, strength, int(seed or 0), report)
+            strength = DEFAULT_STRENGTH if strength is None else strength
+            record = editor.run(image, source, target, focus, strength, seed or 0, report)
         except _Stopped:
             done, total = steps_done
             status = f"Stopped after {done} of {total} steps; the picture was not changed."
@@ -354,7 +370,7 @@ def launch(
         server_port=port,
         share=share,
         prevent_thread_lock=not block,
-        max_file_size=settings.max_file_size,
+        max_file_size=settings.max_file_bytes,
         show_error=False,
         quiet=True,
         footer_links=["api"],

@@ -63,6 +63,24 @@ class AppSettings:
     #: refuse to serve a model whose licence forbids commercial use
     require_commercial: bool = False
 
+    def __post_init__(self) -> None:
+        from lusd.inputs import check_int, check_number, parse_size
+
+        parse_size(self.max_file_size, "--max-file-size")
+        check_int(self.max_pixels, "--max-pixels", 1)
+        check_int(self.concurrency, "--concurrency", 1, 64)
+        check_int(self.max_queue, "--max-queue", 1, 10_000)
+        check_int(self.max_prompt_chars, "max_prompt_chars", 1, 100_000)
+        check_int(self.history_size, "history_size", 1, 1000)
+        check_number(self.keep_results_s, "keep_results_s")
+
+    @property
+    def max_file_bytes(self) -> int:
+        """The upload size limit in bytes."""
+        from lusd.inputs import parse_size
+
+        return parse_size(self.max_file_size, "--max-file-size")
+
 
 @dataclass(frozen=True)
 class EditRecord:
@@ -203,13 +221,16 @@ class Editor:
         progress: Callable[[int, int], None] | None = None,
     ) -> EditRecord:
         """One edit; raises LUSDError (one plain line) for anything the user can fix."""
+        from lusd.inputs import check_int
+
         source, target = (source_prompt or "").strip(), (target_prompt or "").strip()
         self.check_inputs(image_path, source, target)
+        strength = check_int(strength, "the strength", min(STRENGTHS), max(STRENGTHS))
+        seed = check_int(seed, "the seed", -(2**63), 2**63 - 1) % _SEED_LIMIT
         image = self.load(str(image_path))
         focus = parse_focus(focus_text)
         self.check_focus(target, focus)
-        config = self.config_for(int(strength))
-        seed = int(seed) % _SEED_LIMIT
+        config = self.config_for(strength)
         import torch
 
         generator = torch.Generator("cpu").manual_seed(seed)

@@ -100,3 +100,26 @@ def is_inside(path: str | os.PathLike, roots: Iterable[str | os.PathLike]) -> bo
     """Whether ``path``, resolved (symlinks and ``..`` followed), lies under one of ``roots``."""
     resolved = Path(path).expanduser().resolve()
     return any(resolved.is_relative_to(Path(root).expanduser().resolve()) for root in roots)
+
+
+_SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3}
+
+
+def parse_size(value: Any, name: str) -> int:
+    """A size such as ``10mb``, ``500kb``, ``1.5gb`` or ``4096`` (bytes) as a byte count."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number, unit = float(value), ""
+    else:
+        text = str(value).strip().lower().replace(" ", "")
+        digits = text.rstrip("kmgb")
+        unit = text[len(digits) :]
+        try:
+            number = float(digits)
+        except ValueError:
+            number = math.nan
+    if unit not in _SIZE_UNITS or not math.isfinite(number) or number <= 0:
+        raise ConfigError(f"{name} must be a positive size such as 10mb or 500kb, got {value!r}")
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 1 or size > 1024**4:
+        raise ConfigError(f"{name} must lie between 1 byte and 1tb, got {value!r}")
+    return size

@@ -65,13 +65,12 @@ def serve(
     quiet_libraries()
     logging.getLogger("lusd").setLevel(logging.INFO)
     from lusd.app_edit import AppSettings
+    from lusd.inputs import check_int
     from lusd.loading import load_pipeline
     from lusd.shapes import EXAMPLES_DIR
 
-    with console.status("loading model..."):
-        pipe = load_pipeline(model, device, dtype, allow_pickle, model_config)
-    pipe.set_progress_bar_config(disable=True)
-    settings = AppSettings(
+    check_int(port, "--port", 1, 65535)
+    settings = AppSettings(  # checks the limits before the model loads
         max_file_size=max_file_size,
         max_pixels=max_pixels,
         concurrency=concurrency,
@@ -83,6 +82,9 @@ def serve(
         model_license=model_license,
         require_commercial=require_commercial,
     )
+    with console.status("loading model..."):
+        pipe = load_pipeline(model, device, dtype, allow_pickle, model_config)
+    pipe.set_progress_bar_config(disable=True)
     from lusd.app import build_app, launch, make_temp_dir
 
     workdir = make_temp_dir()
