@@ -13,10 +13,14 @@ import torch
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
 CLIP_PREFIX = "cond_stage_model.transformer.text_model."
+SDXL_CLIP_PREFIX = "conditioner.embedders.0.transformer.text_model."
+SDXL_OPEN_CLIP_PREFIX = "conditioner.embedders.1.model."
 
 _UNET_TOP = {
     "time_embedding.linear_1": "time_embed.0",
     "time_embedding.linear_2": "time_embed.2",
+    "add_embedding.linear_1": "label_emb.0.0",  # SDXL's text_time embedding
+    "add_embedding.linear_2": "label_emb.0.2",
     "conv_in": "input_blocks.0.0",
     "conv_norm_out": "out.0",
     "conv_out": "out.2",
@@ -122,12 +126,59 @@ def vae_to_ldm(vae) -> dict[str, torch.Tensor]:
     return out
 
 
-def clip_to_ldm(text_encoder) -> dict[str, torch.Tensor]:
+def clip_to_ldm(text_encoder, prefix: str = CLIP_PREFIX) -> dict[str, torch.Tensor]:
     """CLIPTextModel weights under ``cond_stage_model.transformer.text_model.*`` (SD1.x)."""
     out = {}
     for key, value in text_encoder.state_dict().items():
-        out[CLIP_PREFIX + key.removeprefix("text_model.")] = value.clone()
+        out[prefix + key.removeprefix("text_model.")] = value.clone()
     return out
+
+
+_OPEN_CLIP_LAYER = {
+    "layer_norm1": "ln_1",
+    "layer_norm2": "ln_2",
+    "mlp.fc1": "mlp.c_fc",
+    "mlp.fc2": "mlp.c_proj",
+    "self_attn.out_proj": "attn.out_proj",
+}
+
+
+def open_clip_to_ldm(text_encoder, prefix: str = SDXL_OPEN_CLIP_PREFIX) -> dict[str, torch.Tensor]:
+    """CLIPTextModelWithProjection weights in OpenCLIP's layout (SDXL's second encoder).
+
+    q/k/v become one ``attn.in_proj_weight``; the projection is stored transposed.
+    """
+    state = {k.removeprefix("text_model."): v for k, v in text_encoder.state_dict().items()}
+    out = {
+        "positional_embedding": state.pop("embeddings.position_embedding.weight"),
+        "token_embedding.weight": state.pop("embeddings.token_embedding.weight"),
+        "ln_final.weight": state.pop("final_layer_norm.weight"),
+        "ln_final.bias": state.pop("final_layer_norm.bias"),
+        "text_projection": state.pop("text_projection.weight").T,
+    }
+    state.pop("embeddings.position_ids", None)
+    for layer in range(text_encoder.config.num_hidden_layers):
+        stem = f"encoder.layers.{layer}."
+        block = f"transformer.resblocks.{layer}."
+        for kind in ("weight", "bias"):
+            qkv = [state.pop(f"{stem}self_attn.{p}_proj.{kind}") for p in ("q", "k", "v")]
+            out[f"{block}attn.in_proj_{kind}"] = torch.cat(qkv)
+            for new, old in _OPEN_CLIP_LAYER.items():
+                out[f"{block}{old}.{kind}"] = state.pop(f"{stem}{new}.{kind}")
+    if state:
+        raise KeyError(f"unconverted text encoder weights: {sorted(state)[:3]}")
+    return {prefix + key: value.clone() for key, value in out.items()}
+
+
+def sdxl_state_dict(unet, vae, text_encoder, text_encoder_2) -> dict[str, torch.Tensor]:
+    """One SDXL single-file state dict, like ``sd_xl_base_1.0.safetensors``."""
+    state = {
+        **unet_to_ldm(unet),
+        **vae_to_ldm(vae),
+        **clip_to_ldm(text_encoder, SDXL_CLIP_PREFIX),
+        **open_clip_to_ldm(text_encoder_2),
+    }
+    return {key: value.contiguous() for key, value in state.items()}
 
 
 def ldm_state_dict(unet, vae, text_encoder) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -13,8 +14,16 @@ from diffusers.utils.torch_utils import randn_tensor
 from lusd.config import EditConfig
 from lusd.errors import ConfigError
 
-#: predict_eps(latents, timestep, embeddings) -> eps, for a batch; no autograd.
-EpsPredictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: predict_eps(latents, timestep, embeddings) -> eps, for a batch; no autograd. The
+#: embeddings are a tensor (SD) or an object with a ``cat`` that stacks a batch (SDXL's
+#: ``lusd.families.XLConditioning``).
+EpsPredictor = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
+def concat_embeddings(items: list[Any]) -> Any:
+    """Stack prompt embeddings along the batch: ``torch.cat``, or the items' own ``cat``."""
+    first = items[0]
+    return torch.cat(items) if isinstance(first, torch.Tensor) else type(first).cat(items)
 
 
 # ---- schedules -----------------------------------------------------------------------------
@@ -104,12 +113,13 @@ class DistillResult:
 
 @dataclass
 class Conditioning:
-    """Text embeddings of the prompts (each of shape (1, tokens, dim)); ``empty`` (the
-    unconditional prompt) is needed by the guided methods (DDS, SDS) only."""
+    """Text embeddings of the prompts (each of shape (1, tokens, dim), or the model family's
+    conditioning object); ``empty`` (the unconditional prompt) is needed by the guided
+    methods (DDS, SDS) only."""
 
-    source: torch.Tensor
-    target: torch.Tensor
-    empty: torch.Tensor | None = None
+    source: Any
+    target: Any
+    empty: Any = None
 
 
 class Distiller:
@@ -151,13 +161,13 @@ class Distiller:
         abar = self.alphas_cumprod[t].to(latents.device)
         return abar.sqrt() * latents + (1 - abar).sqrt() * noise
 
-    def _eps(
-        self, inputs: list[torch.Tensor], t: int, embeddings: list[torch.Tensor]
-    ) -> list[torch.Tensor]:
+    def _eps(self, inputs: list[torch.Tensor], t: int, embeddings: list[Any]) -> list[torch.Tensor]:
         batch = torch.cat(inputs)
         timestep = torch.full((batch.shape[0],), t, device=batch.device, dtype=torch.long)
         return list(
-            self.predict_eps(batch, timestep, torch.cat(embeddings)).float().chunk(len(inputs))
+            self.predict_eps(batch, timestep, concat_embeddings(embeddings))
+            .float()
+            .chunk(len(inputs))
         )
 
     def run(

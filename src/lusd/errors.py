@@ -17,6 +17,10 @@ class ModelLoadError(LUSDError):
     """The model folder or checkpoint cannot be loaded as Stable Diffusion."""
 
 
+class UnsupportedModelError(ModelLoadError):
+    """The model is of a family lusd cannot edit with (SD3, Flux, ControlNet, ...)."""
+
+
 class DeviceError(LUSDError):
     """The requested device or dtype is not available."""
 

@@ -1,4 +1,4 @@
-"""Loading a Stable Diffusion model as an LUSDPipeline, with one-line errors."""
+"""Loading a Stable Diffusion (1.x/2.x or SDXL) model as an LUSDPipeline, with one-line errors."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ from pathlib import Path
 import torch
 
 from lusd.errors import DeviceError, ModelLoadError
+from lusd.families import SD, SDFamily, family_from_checkpoint_keys, family_from_index
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+#: Components every supported model has (SDXL adds text_encoder_2 and tokenizer_2).
+REQUIRED_COMPONENTS = SD.components
 PICKLE_SUFFIXES = (".ckpt", ".bin", ".pt", ".pth")
 _DTYPES = {
     "float32": torch.float32,
@@ -65,8 +67,12 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     return chosen
 
 
-def check_model_folder(folder: Path) -> None:
-    """A diffusers Stable Diffusion folder has model_index.json naming every SD component."""
+def check_model_folder(folder: Path) -> SDFamily:
+    """A diffusers SD/SDXL folder has model_index.json naming every component of its family.
+
+    Returns the family; a model of another family (SD3, Flux, ControlNet, ...) is an
+    UnsupportedModelError that names the supported ones.
+    """
     index = folder / "model_index.json"
     if not index.is_file():
         raise ModelLoadError(
@@ -76,18 +82,27 @@ def check_model_folder(folder: Path) -> None:
         components = json.loads(index.read_text())
     except json.JSONDecodeError as error:
         raise ModelLoadError(f"{index}: not valid JSON ({error})") from None
-    missing = [name for name in REQUIRED_COMPONENTS if not components.get(name)]
+    if not isinstance(components, dict):
+        raise ModelLoadError(f"{index}: expected a JSON object naming the pipeline's components")
+    family = family_from_index(components, str(folder))
+    missing = [name for name in family.components if not _named(components.get(name))]
     if missing:
         raise ModelLoadError(
-            f"{folder}: not a Stable Diffusion pipeline (missing {', '.join(missing)})"
+            f"{folder}: not a {family.title} pipeline (missing {', '.join(missing)})"
         )
-    for name in REQUIRED_COMPONENTS:
-        if name != "scheduler" and name != "tokenizer" and not (folder / name).is_dir():
+    for name in family.weighted:
+        if not (folder / name).is_dir():
             raise ModelLoadError(f"{folder}: component folder {name}/ is missing")
+    return family
 
 
-def _has_only_pickles(folder: Path) -> bool:
-    weights = [p for name in ("unet", "vae", "text_encoder") for p in (folder / name).glob("*")]
+def _named(entry) -> bool:
+    """A model_index.json entry that names a class (``[null, null]`` is an absent one)."""
+    return bool(entry) and not (isinstance(entry, list) and entry[0] is None)
+
+
+def _has_only_pickles(folder: Path, family: SDFamily = SD) -> bool:
+    weights = [p for name in family.weighted for p in (folder / name).glob("*")]
     has_safe = any(p.suffix == ".safetensors" for p in weights)
     return not has_safe and any(p.suffix in PICKLE_SUFFIXES for p in weights)
 
@@ -125,14 +140,16 @@ def load_pipeline(
             if path.exists():
                 if not path.is_dir():
                     raise ModelLoadError(f"{path}: not a model folder or a .safetensors checkpoint")
-                check_model_folder(path)
-                if _has_only_pickles(path) and not allow_pickle:
+                family = check_model_folder(path)
+                if _has_only_pickles(path, family) and not allow_pickle:
                     raise ModelLoadError(
                         f"{path}: only pickled weights (.bin); they can run code when loaded: "
                         "pass --allow-pickle if you trust them"
                     )
             elif _looks_like_local_path(str(model)):
                 raise ModelLoadError(f"model not found: {path}")
+            else:
+                _check_hub_family(str(model))
             pipe = LUSDPipeline.from_pretrained(
                 str(model), torch_dtype=torch_dtype, use_safetensors=not allow_pickle
             )
@@ -144,8 +161,20 @@ def load_pipeline(
             f"cannot load {model} as a Stable Diffusion pipeline: {reason}"
         ) from None
     pipe.to(torch_device)
-    pipe.vae.to(dtype=torch.float32)
+    if getattr(pipe.vae.config, "force_upcast", True):  # fp16 SD/SDXL VAEs overflow
+        pipe.vae.to(dtype=torch.float32)
     return pipe
+
+
+def _check_hub_family(model_id: str) -> None:
+    """Refuse an unsupported hub model from its model_index.json before any weights come."""
+    from lusd.pipeline import LUSDPipeline
+
+    try:
+        index = LUSDPipeline.load_config(model_id)
+    except Exception:  # offline, gated, missing: from_pretrained reports it
+        return
+    family_from_index(dict(index), model_id)
 
 
 def _looks_like_local_path(text: str) -> bool:
@@ -157,14 +186,16 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
     """A CompVis/LDM-format checkpoint plus a diffusers config folder (or hub id) for its layout.
 
     The config is required: diffusers would otherwise guess one and fetch it from the hub.
-    A local folder is read with ``local_files_only`` so nothing is downloaded.
+    A local folder is read with ``local_files_only`` so nothing is downloaded. The family
+    (SD or SDXL) comes from the config and must match the checkpoint's keys; diffusers'
+    ``StableDiffusionPipeline`` or ``StableDiffusionXLPipeline.from_single_file`` reads it.
     """
     import warnings
 
-    from diffusers import StableDiffusionPipeline
+    import diffusers
 
     from lusd.config import read_model_config
-    from lusd.pipeline import LUSDPipeline
+    from lusd.pipeline import pipeline_class
 
     if not path.is_file():
         raise ModelLoadError(f"checkpoint not found: {path}")
@@ -173,37 +204,40 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
             f"{path}: pickled checkpoint ({path.suffix}); it can run code when loaded: "
             "convert it to .safetensors or pass --allow-pickle if you trust it"
         )
+    checkpoint_family = None
     if path.suffix.lower() == ".safetensors":
-        _check_checkpoint_keys(path)
-    local = _check_single_file_config(path, config)
+        checkpoint_family = _check_checkpoint_keys(path)
+    local, family = _check_single_file_config(path, config)
+    if checkpoint_family is not None and checkpoint_family is not family:
+        raise ModelLoadError(
+            f"{path}: the checkpoint is {checkpoint_family.title} but --model-config {config} "
+            f"is {family.title}; pass a config folder of the checkpoint's family"
+        )
+    loader = getattr(diffusers, family.single_file_pipeline)
     with warnings.catch_warnings():  # its scheduler is replaced below
         warnings.filterwarnings("ignore", message=".*steps_offset", category=FutureWarning)
         try:
-            sd = StableDiffusionPipeline.from_single_file(
+            sd = loader.from_single_file(
                 str(path),
                 config=str(config),
                 local_files_only=local,
                 torch_dtype=torch_dtype,
-                safety_checker=None,
-                feature_extractor=None,
-                requires_safety_checker=False,
+                **family.single_file_kwargs,
             )
         except (RuntimeError, NotImplementedError, ValueError) as error:
             raise _mismatch_error(path, config, error) from None
-    for name in ("unet", "vae", "text_encoder"):
+    for name in family.weighted:
         _check_all_weights_loaded(path, name, getattr(sd, name))
     # StableDiffusionPipeline rewrites old scheduler configs in place (steps_offset); reload it
     # so a single file and its diffusers folder give the same scheduler.
     scheduler = type(sd.scheduler).from_pretrained(
         str(config), subfolder="scheduler", local_files_only=local
     )
-    pipe = LUSDPipeline(
-        vae=sd.vae,
-        text_encoder=sd.text_encoder,
-        tokenizer=sd.tokenizer,
-        unet=sd.unet,
-        scheduler=scheduler,
-    )
+    parts = {name: getattr(sd, name) for name in family.components if name != "scheduler"}
+    extra = {}
+    if "force_zeros_for_empty_prompt" in sd.config:
+        extra["force_zeros_for_empty_prompt"] = sd.config.force_zeros_for_empty_prompt
+    pipe = pipeline_class(family)(**parts, scheduler=scheduler, **extra)
     if local:
         pipe.default_config = read_model_config(config)
         pipe.use_mask_levels(pipe.default_config)
@@ -229,8 +263,8 @@ def _mismatch_error(path: Path, config: str | Path, error: Exception) -> Excepti
     )
 
 
-def _check_checkpoint_keys(path: Path) -> None:
-    """Read only the safetensors header: a whole SD model in the original (LDM) layout?"""
+def _check_checkpoint_keys(path: Path) -> SDFamily:
+    """Read only the safetensors header: a whole SD/SDXL model in the original (LDM) layout?"""
     from safetensors import safe_open
 
     try:
@@ -241,28 +275,35 @@ def _check_checkpoint_keys(path: Path) -> None:
         raise ModelLoadError(
             f"cannot load {path}: not a valid .safetensors file ({reason})"
         ) from None
+    family = family_from_checkpoint_keys(keys, str(path))
     if not any(key.startswith("model.diffusion_model.") for key in keys):
         raise ModelLoadError(
             f"{path}: not a single-file Stable Diffusion checkpoint (no model.diffusion_model.* "
             "weights); LoRAs and lone components cannot be loaded as a model"
         )
+    return family
 
 
-def _check_single_file_config(path: Path, config: str | Path | None) -> bool:
-    """Refuse a missing or unusable config early; True when it is a local folder."""
+def _check_single_file_config(path: Path, config: str | Path | None) -> tuple[bool, SDFamily]:
+    """Refuse a missing or unusable config early: (whether it is a local folder, its family)."""
     if config is None or not str(config).strip():
         raise ModelLoadError(
             f"{path}: a single-file checkpoint needs the diffusers config of its architecture: "
-            "pass --model-config FOLDER (a diffusers SD folder of the same model family, "
-            "e.g. stable-diffusion-v1-5, or its hub id)"
+            "pass --model-config FOLDER (a diffusers SD or SDXL folder of the same model family, "
+            "e.g. stable-diffusion-v1-5 or stable-diffusion-xl-base-1.0, or its hub id)"
         )
     folder = Path(config)
     if folder.is_dir():
-        check_model_folder(folder)
-        return True
+        return True, check_model_folder(folder)
     if folder.exists() or _looks_like_local_path(str(config)):
         raise ModelLoadError(f"--model-config {config}: not found or not a folder")
-    return False
+    from lusd.pipeline import LUSDPipeline
+
+    try:
+        index = dict(LUSDPipeline.load_config(str(config)))
+    except Exception:  # offline or missing: from_single_file reports it
+        return False, SD
+    return False, family_from_index(index, str(config))
 
 
 def _check_all_weights_loaded(path: Path, name: str, module: torch.nn.Module) -> None:

@@ -18,6 +18,7 @@ from lusd.attention import AttentionStore, choose_mask_layers, install_capture, 
 from lusd.config import EditConfig, preset_config, read_model_config
 from lusd.distill import Conditioning, Distiller
 from lusd.errors import ConfigError, PromptError
+from lusd.families import SD, SDXL, SDFamily, family_from_index, family_of
 from lusd.focus import resolve_focus
 from lusd.images import DEFAULT_MAX_PIXELS, fit_size, load_image, paste_back, soft_mask
 
@@ -40,15 +41,25 @@ class EditOutput(BaseOutput):
 
 
 class LUSDPipeline(DiffusionPipeline):
-    """Localized Update Score Distillation on any Stable Diffusion 1.x/2.x model."""
+    """Localized Update Score Distillation on any Stable Diffusion 1.x/2.x model.
+
+    ``from_pretrained`` on an SDXL folder returns an :class:`LUSDXLPipeline`; ``self.family``
+    (:mod:`lusd.families`) says how prompts become UNet conditioning.
+    """
 
     model_cpu_offload_seq = "text_encoder->unet->vae"
+    text_encoder_2 = None
+    tokenizer_2 = None
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler):
         super().__init__()
         self.register_modules(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler
         )
+        self._setup()
+
+    def _setup(self) -> None:
+        self.family = family_of(self)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.default_config = EditConfig()
         self.mask_layers = choose_mask_layers(self.unet)
@@ -58,11 +69,15 @@ class LUSDPipeline(DiffusionPipeline):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
-        """Load any SD folder or hub id; None loads the shipped shapes-world model."""
+        """Load any SD or SDXL folder or hub id; None loads the shipped shapes-world model."""
         if pretrained_model_name_or_path is None:
             from lusd.shapes import SHAPES_MODEL_DIR
 
             pretrained_model_name_or_path = SHAPES_MODEL_DIR
+        if cls is LUSDPipeline:
+            family_class = pipeline_class(_family_of_model(pretrained_model_name_or_path))
+            if family_class is not cls:
+                return family_class.from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe = super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
         if Path(pretrained_model_name_or_path).is_dir():
             pipe.default_config = read_model_config(pretrained_model_name_or_path)
@@ -73,7 +88,7 @@ class LUSDPipeline(DiffusionPipeline):
 
     @property
     def native_size(self) -> int:
-        """Longer image side the model was trained at (SD1.5: 512)."""
+        """Longer image side the model was trained at (SD1.5: 512, SDXL: 1024)."""
         return self.unet.config.sample_size * self.vae_scale_factor
 
     @property
@@ -103,37 +118,56 @@ class LUSDPipeline(DiffusionPipeline):
             raise PromptError("the target prompt is empty: say what the edited image should show")
         if not isinstance(source_prompt, str):
             raise PromptError("the source prompt must be text (it may be empty)")
-        check_prompt_length(self.tokenizer, source_prompt, "source prompt")
-        check_prompt_length(self.tokenizer, target_prompt, "target prompt")
+        for tokenizer in self.family.tokenizers(self):
+            check_prompt_length(tokenizer, source_prompt, "source prompt")
+            check_prompt_length(tokenizer, target_prompt, "target prompt")
+
+    def focus_tokens(
+        self, source_prompt: str, target_prompt: str, focus: list[str] | None = None
+    ) -> tuple[list[str], list[int]]:
+        """Focus words and their token positions, the same through every tokenizer."""
+        tokenizers = self.family.tokenizers(self)
+        words, indices = resolve_focus(tokenizers[0], source_prompt, target_prompt, focus)
+        for other in tokenizers[1:]:
+            _, again = resolve_focus(other, source_prompt, target_prompt, words)
+            if again != indices:
+                raise PromptError(
+                    f"the tokenizers place the focus words {words} at different token positions "
+                    f"({indices} and {again}); give other --focus words"
+                )
+        return words, indices
 
     # ---- model calls --------------------------------------------------------------------------
 
-    def encode_prompt(self, prompt: str) -> torch.Tensor:
-        tokens = self.tokenizer(
-            prompt,
-            padding="max_length",
-            max_length=self.tokenizer.model_max_length,
-            truncation=True,
-            return_tensors="pt",
-        )
-        ids = tokens.input_ids.to(self.text_encoder.device)
-        return self.text_encoder(ids)[0].to(self.unet.dtype)
+    def encode_prompt(self, prompt: str) -> Any:
+        """SD: the text encoder's hidden states; SDXL: ``XLConditioning`` (hidden + pooled)."""
+        return self.family.encode_prompt(self, prompt)
+
+    def _vae_ready(self) -> None:
+        """Upcast a half-precision VAE to float32 when its config asks (``force_upcast``).
+
+        SD and SDXL VAEs overflow in float16; a fixed fp16 VAE (``force_upcast: false``,
+        e.g. madebyollin/sdxl-vae-fp16-fix) keeps its dtype.
+        """
+        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", True):
+            self.vae.to(dtype=torch.float32)
 
     def encode_image(self, image: PIL.Image.Image) -> torch.Tensor:
+        self._vae_ready()
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
         pixels = pixels.permute(2, 0, 1)[None].to(self.vae.device, self.vae.dtype)
         latents = self.vae.encode(pixels).latent_dist.mean
         return latents.float() * self.vae.config.scaling_factor
 
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
+        self._vae_ready()
         scaled = (latents / self.vae.config.scaling_factor).to(self.vae.device, self.vae.dtype)
         pixels = self.vae.decode(scaled).sample.float()
         return ((pixels[0].permute(1, 2, 0).cpu().numpy() + 1) / 2).clip(0, 1)
 
-    def predict_eps(self, latents: torch.Tensor, timestep: torch.Tensor, embeddings: torch.Tensor):
-        out = self.unet(
-            latents.to(self.unet.dtype), timestep, encoder_hidden_states=embeddings
-        ).sample
+    def predict_eps(self, latents: torch.Tensor, timestep: torch.Tensor, embeddings: Any):
+        kwargs = self.family.unet_kwargs(embeddings)
+        out = self.unet(latents.to(self.unet.dtype), timestep, **kwargs).sample
         if self.scheduler.config.prediction_type == "v_prediction":
             abar = self.scheduler.alphas_cumprod.to(latents.device)[timestep].view(-1, 1, 1, 1)
             out = abar.sqrt() * out.float() + (1 - abar).sqrt() * latents.float()
@@ -174,15 +208,17 @@ class LUSDPipeline(DiffusionPipeline):
 
         words, indices = [], []
         if cfg.method == "lusd":
-            words, indices = resolve_focus(self.tokenizer, source_prompt, target_prompt, focus)
+            words, indices = self.focus_tokens(source_prompt, target_prompt, focus)
         use_mask = cfg.method == "lusd" and cfg.use_mask and bool(indices)
         self._store.focus = torch.tensor(indices, dtype=torch.long)
         latent_hw = tuple(source_latents.shape[-2:])
-        cond = Conditioning(
-            self.encode_prompt(source_prompt),
-            self.encode_prompt(target_prompt),
-            None if cfg.method == "lusd" else self.encode_prompt(""),
-        )
+        # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
+        sizes = dict(original_size=(original.height, original.width), crop_top_left=(0, 0),
+                     target_size=(size[1], size[0]))  # fmt: skip
+        prompts = [self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)]
+        if cfg.method != "lusd":
+            prompts.append(self.family.empty_prompt(self))
+        cond = Conditioning(*(self.family.condition(self, p, **sizes) for p in prompts))
         distiller = Distiller(
             self.predict_eps,
             self.scheduler.alphas_cumprod,
@@ -251,6 +287,63 @@ class LUSDPipeline(DiffusionPipeline):
         mask_values = np.ones(decoded.shape[:2]) if mask is None else mask
         mask_image = PIL.Image.fromarray(np.uint8(mask_values * 255 + 0.5), mode="L")
         return edited, mask_image.resize(edited.size, PIL.Image.BICUBIC)
+
+
+class LUSDXLPipeline(LUSDPipeline):
+    """LUSD on SDXL: two text encoders and tokenizers, pooled ``text_embeds`` and ``time_ids``.
+
+    Same call and outputs as :class:`LUSDPipeline`; :data:`lusd.families.SDXL` does the
+    encoding. ``force_zeros_for_empty_prompt`` (SDXL base: true) makes the unconditional
+    embedding of DDS/SDS guidance zeros, as diffusers' SDXL pipeline does.
+    """
+
+    model_cpu_offload_seq = "text_encoder->text_encoder_2->unet->vae"
+
+    def __init__(
+        self,
+        vae,
+        text_encoder,
+        text_encoder_2,
+        tokenizer,
+        tokenizer_2,
+        unet,
+        scheduler,
+        force_zeros_for_empty_prompt: bool = True,
+    ):
+        DiffusionPipeline.__init__(self)
+        self.register_modules(
+            vae=vae,
+            text_encoder=text_encoder,
+            text_encoder_2=text_encoder_2,
+            tokenizer=tokenizer,
+            tokenizer_2=tokenizer_2,
+            unet=unet,
+            scheduler=scheduler,
+        )
+        self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
+        self._setup()
+
+
+def pipeline_class(family: SDFamily) -> type[LUSDPipeline]:
+    """The LUSD pipeline class of a model family."""
+    return LUSDXLPipeline if family is SDXL else LUSDPipeline
+
+
+def _family_of_model(model: str | Path) -> SDFamily:
+    """The family of a folder or hub id from its model_index.json (SD when unreadable)."""
+    import json
+
+    index_file = Path(model) / "model_index.json"
+    try:
+        if index_file.is_file():
+            index = json.loads(index_file.read_text())
+        elif Path(model).exists():
+            return SD
+        else:
+            index = dict(DiffusionPipeline.load_config(str(model)))
+    except Exception:  # unreadable here: from_pretrained reports it
+        return SD
+    return family_from_index(index, str(model)) if isinstance(index, dict) else SD
 
 
 def check_prompt_length(tokenizer: Any, prompt: str, name: str = "prompt") -> None:

@@ -10,7 +10,7 @@ import typer
 
 from lusd.commands.common import cli_errors, console, err_console, quiet_libraries
 
-MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
+MODEL_HELP = "SD/SDXL folder, hub id or .safetensors file (default: the shipped shapes model)."
 
 
 def register(app: typer.Typer) -> None:
@@ -78,15 +78,21 @@ def info(
 
 
 def _components(pipe: Any) -> dict[str, Any]:
+    from lusd.attention import attention_factors
+
     layers = pipe.mask_layers
+    family = pipe.family
     params = {
         name: {
             "class": type(getattr(pipe, name)).__name__,
             "parameters": sum(p.numel() for p in getattr(pipe, name).parameters()),
         }
-        for name in ("unet", "vae", "text_encoder")
+        for name in family.weighted
     }
+    latent = pipe.unet.config.sample_size  # at the native size
     return {
+        "family": family.name,
+        "family_name": family.title,
         "components": params,
         "parameters": sum(c["parameters"] for c in params.values()),
         "scheduler": type(pipe.scheduler).__name__,
@@ -98,6 +104,12 @@ def _components(pipe: Any) -> dict[str, Any]:
             "cross_layers": len(layers.cross),
             "self_factor": layers.self_factor,
             "self_layers": len(layers.self_),
+            "native_latent": latent,
+            "cross_grid": max(latent // layers.cross_factor, 1),
+            "self_grid": max(latent // layers.self_factor, 1),
+            "attention_factors": sorted(
+                {factor for factor, _ in attention_factors(pipe.unet).values()}
+            ),
         },
     }
 
@@ -105,6 +117,7 @@ def _components(pipe: Any) -> dict[str, Any]:
 def _print(report: dict[str, Any], shipped: bool) -> None:
     out = console.print
     out(f"model: {report['model']}{' (shipped)' if shipped else ''}")
+    out(f"  family: {report['family_name']}")
     where = report["license_source"]
     out(f"  licence: {report['license']} ({report['license_name']}), from {where}")
     out(f"  commercial use: {report['commercial_use']} ({report['license_note']})")
@@ -116,9 +129,13 @@ def _print(report: dict[str, Any], shipped: bool) -> None:
     out(f"  scheduler: {report['scheduler']}, {report['prediction_type']}")
     out(f"  native size: {report['native_size']} px, sides multiple of {report['size_multiple']}")
     mask = report["mask"]
+    cross, self_ = mask["cross_grid"], mask["self_grid"]
+    levels = ", ".join(f"latent/{factor}" for factor in mask["attention_factors"])
     out(
         f"  mask: cross-attention at latent/{mask['cross_factor']} ({mask['cross_layers']} layers),"
-        f" self-attention at latent/{mask['self_factor']} ({mask['self_layers']} layers)"
+        f" self-attention at latent/{mask['self_factor']} ({mask['self_layers']} layers);"
+        f" {cross}x{cross} and {self_}x{self_} at the native {mask['native_latent']}x"
+        f"{mask['native_latent']} latent (attention at {levels})"
     )
     changed = report["default_config"]
     out(f"  default config: {json.dumps(changed) if changed else 'the paper values'}")
