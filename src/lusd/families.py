@@ -95,8 +95,8 @@ class SDXLFamily(SDFamily):
     def encode_prompt(self, pipe, prompt: str) -> XLConditioning:
         """Penultimate hidden states of both encoders side by side; the second one's pooled."""
         hidden, pooled = [], None
-        for tokenizer, encoder in ((pipe.tokenizer, pipe.text_encoder),
-                                   (pipe.tokenizer_2, pipe.text_encoder_2)):  # fmt: skip
+        encoders = (pipe.text_encoder, pipe.text_encoder_2)
+        for tokenizer, encoder in zip(self.tokenizers(pipe), encoders, strict=True):
             ids = _token_ids(tokenizer, prompt).to(encoder.device)
             out = encoder(ids, output_hidden_states=True)
             if out[0].ndim == 2:  # CLIPTextModelWithProjection: the projected pooled output
@@ -127,8 +127,8 @@ class SDXLFamily(SDFamily):
         target_size: tuple[int, int],
     ) -> XLConditioning:
         """Attach SDXL's micro-conditioning; sizes are (height, width) in pixels."""
-        time_ids = time_ids_for(pipe.unet, embeddings.pooled.shape[-1], original_size,
-                                crop_top_left, target_size)  # fmt: skip
+        sizes = (original_size, crop_top_left, target_size)
+        time_ids = time_ids_for(pipe.unet, embeddings.pooled.shape[-1], *sizes)
         return replace(embeddings, time_ids=time_ids.to(embeddings.pooled))
 
     def unet_kwargs(self, embeddings: XLConditioning) -> dict[str, Any]:

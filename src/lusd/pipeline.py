@@ -213,8 +213,11 @@ class LUSDPipeline(DiffusionPipeline):
         self._store.focus = torch.tensor(indices, dtype=torch.long)
         latent_hw = tuple(source_latents.shape[-2:])
         # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
-        sizes = dict(original_size=(original.height, original.width), crop_top_left=(0, 0),
-                     target_size=(size[1], size[0]))  # fmt: skip
+        sizes = {
+            "original_size": (original.height, original.width),
+            "crop_top_left": (0, 0),
+            "target_size": (size[1], size[0]),
+        }
         prompts = [self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)]
         if cfg.method != "lusd":
             prompts.append(self.family.empty_prompt(self))
