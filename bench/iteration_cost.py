@@ -102,7 +102,7 @@ class Bench:
         ]
         self.cond = Conditioning(*text)
         self.layers = choose_mask_layers(self.unet)
-        self.store = AttentionStore(focus=torch.tensor([5, 6]))
+        self.store = AttentionStore(focus=torch.tensor([5, 6]), latent_hw=(size, size))
         self.sink: list = []
 
         def predict(x, t, e):

@@ -68,6 +68,7 @@ def main() -> int:
     pipe = load_pipeline(args.model, "cpu")
     pipe.use_mask_levels(pipe.default_config)
     pipe._store.branch = 0  # one prompt per pass here, not the loop's [source, target]
+    pipe._store.latent_hw = None  # every self layer's query and key, to read them one by one
     changes = [c for c in make_cases(3 * args.cases, TUNING_SEED) if c.kind != "add"]
     generator = torch.Generator().manual_seed(0)
     ratios: dict[int, dict[str, list[float]]] = {t: {} for t in TIMESTEPS}

@@ -1,5 +1,6 @@
 """The captured mask equals an explicit-probabilities reference written here."""
 
+import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -57,7 +58,8 @@ def reference_map(probs, layers, focus, latent_hw, heads_of):
     return (refined - refined.min()) / (refined.max() - refined.min())
 
 
-def test_mask_equals_explicit_reference():
+@pytest.mark.parametrize("in_pass", [True, False], ids=["decoder-in-pass", "all-after-pass"])
+def test_mask_equals_explicit_reference(in_pass):
     # float64, so that the fused and explicit kernels agree far below the 1e-4 bar on any CPU
     unet = tiny_components()["unet"].eval().double()
     layers = choose_mask_layers(unet)
@@ -68,12 +70,16 @@ def test_mask_equals_explicit_reference():
     focus = [3, 5]
     timestep = torch.tensor([500, 500])
 
-    store = AttentionStore(focus=torch.tensor(focus))
+    store = AttentionStore(focus=torch.tensor(focus), latent_hw=(16, 24) if in_pass else None)
     install_capture(unet, layers, store)
     store.reset(True)
     with torch.no_grad():
         fast_out = unet(latents, timestep, encoder_hidden_states=embeddings).sample
     ours = refined_map(store, (16, 24), layers)
+    decoder = [name for name in layers.self_ if name.startswith("up_blocks")]
+    assert decoder and len(decoder) < len(layers.self_)
+    assert len(store.refined_in_pass) == (len(decoder) if in_pass else 0)
+    assert len(store.refined_in_pass) + len(store.self_queries_keys) == len(layers.self_)
 
     probs, heads_of = {}, {}
     modules = dict(unet.named_modules())

@@ -4,9 +4,12 @@ Only two kinds of layers get a special processor; every other layer keeps the
 fast default (SDPA):
 - cross-attention at the mask's cross level (latent/4): the target branch's
   probabilities of the focus-token columns, averaged over heads and tokens;
-- self-attention at the mask's self level (latent/2): the target branch's query
-  and key. ``S @ c`` is computed after the pass as an attention call whose values
-  are the cross map, so the (hw x hw) matrix is never materialised.
+- self-attention at the mask's self level (latent/2): ``S @ c`` as an attention
+  call whose values are the cross map, so the (hw x hw) matrix is never
+  materialised. A self layer that runs after every cross layer of the mask (the
+  decoder's) adds the map as one more value channel of its own attention call,
+  sharing its softmax; one that runs earlier keeps its target-branch query and key
+  for a call after the pass. Either way the result is the same ``S @ c``.
 
 The map is read from the *current* UNet pass (the authors read the previous
 accepted pass; the two differ by a one-step lag, LUSD_SPEC).
@@ -23,6 +26,11 @@ import torch.nn.functional as F
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 
 _NAME = re.compile(r"^(down_blocks|up_blocks|mid_block)(?:\.(\d+))?\..*\.(attn1|attn2)\.processor$")
+_POSITION = re.compile(
+    r"^(down_blocks|mid_block|up_blocks)(?:\.(\d+))?\.attentions\.(\d+)"
+    r"\.transformer_blocks\.(\d+)\.(attn1|attn2)\.processor$"
+)
+_STAGES = {"down_blocks": 0, "mid_block": 1, "up_blocks": 2}
 
 
 @dataclass
@@ -74,18 +82,52 @@ def choose_mask_layers(unet, cross_factor: int = 4, self_factor: int = 2) -> Mas
 
 @dataclass
 class AttentionStore:
-    """What one UNet pass leaves for the mask; reset before every pass."""
+    """What one UNet pass leaves for the mask; reset before every pass.
+
+    ``latent_hw`` (the latent's height and width, set per edit) lets the decoder's self
+    layers refine the map inside the pass; without it every self layer keeps its query
+    and key for :func:`refined_map`.
+    """
 
     branch: int = 1
     focus: torch.Tensor | None = None
     active: bool = False
+    latent_hw: tuple[int, int] | None = None
+    layers: MaskLayers | None = None  # set by install_capture
     cross_maps: list[torch.Tensor] = field(default_factory=list)
     self_queries_keys: list[tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=list)
+    refined_in_pass: list[torch.Tensor] = field(default_factory=list)
+    _column: torch.Tensor | None = None
 
     def reset(self, active: bool) -> None:
         self.active = active and self.focus is not None and len(self.focus) > 0
         self.cross_maps.clear()
         self.self_queries_keys.clear()
+        self.refined_in_pass.clear()
+        self._column = None
+
+    def cross_column(self) -> torch.Tensor | None:
+        """The pass's cross map at the self grid, flattened, once every cross layer has run."""
+        if self.latent_hw is None or self.layers is None:
+            return None
+        if len(self.cross_maps) < len(self.layers.cross):
+            return None
+        if self._column is None:
+            self._column = cross_column(self, self.latent_hw, self.layers)
+        return self._column
+
+
+def cross_column(
+    store: AttentionStore, latent_hw: tuple[int, int], layers: MaskLayers
+) -> torch.Tensor:
+    """The layer-averaged cross map, resized to the self grid and flattened."""
+    cross = torch.stack(store.cross_maps).mean(dim=0)
+    cross_hw, self_hw = _grid(latent_hw, layers.cross_factor), _grid(latent_hw, layers.self_factor)
+    return _resize(cross, cross_hw, self_hw).reshape(-1)
+
+
+def _grid(latent_hw: tuple[int, int], factor: int) -> tuple[int, int]:
+    return latent_hw[0] // factor, latent_hw[1] // factor
 
 
 def is_plain_attention(attn: Attention, hidden_states: torch.Tensor, attention_mask) -> bool:
@@ -126,7 +168,7 @@ def merge_heads_out(attn: Attention, out: torch.Tensor, residual: torch.Tensor) 
 
 
 class _CaptureProcessor:
-    """AttnProcessor2_0 that also hands its target-branch query/key to ``capture``."""
+    """AttnProcessor2_0 that also reads what the mask needs from the target branch."""
 
     def __init__(self, store: AttentionStore):
         self.store = store
@@ -147,9 +189,13 @@ class _CaptureProcessor:
                 raise NotImplementedError("LUSD mask capture supports standard SD attention only")
             return self._default(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         query, key, value = split_heads_qkv(attn, hidden_states, encoder_hidden_states)
-        out = F.scaled_dot_product_attention(query, key, value, scale=attn.scale)
-        self.capture(query[self.store.branch], key[self.store.branch], attn.scale)
+        out = self.attend(query, key, value, attn.scale)
         return merge_heads_out(attn, out.to(query.dtype), hidden_states)
+
+    def attend(self, query, key, value, scale: float) -> torch.Tensor:
+        out = F.scaled_dot_product_attention(query, key, value, scale=scale)
+        self.capture(query[self.store.branch], key[self.store.branch], scale)
+        return out
 
     def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
         raise NotImplementedError
@@ -167,20 +213,98 @@ class CrossCaptureProcessor(_CaptureProcessor):
 
 
 class SelfCaptureProcessor(_CaptureProcessor):
-    """Keeps query and key; ``S @ c`` is computed once the cross map is known."""
+    """``S @ c`` of this layer: inside its own attention call when the cross map is
+    complete (``in_pass``, the decoder's layers), else from its query and key after the pass."""
+
+    def __init__(self, store: AttentionStore, in_pass: bool = False):
+        super().__init__(store)
+        self.in_pass = in_pass
+
+    def attend(self, query, key, value, scale: float) -> torch.Tensor:
+        column = self.store.cross_column() if self.in_pass else None
+        if column is None:
+            return super().attend(query, key, value, scale)
+        target = self.store.branch
+        rest = [i for i in range(query.shape[0]) if i != target]
+        out = torch.empty_like(query)
+        out[rest] = F.scaled_dot_product_attention(query[rest], key[rest], value[rest], scale=scale)
+        out[target], refined = attend_with_map(
+            query[target], key[target], value[target], column, scale
+        )
+        self.store.refined_in_pass.append(refined)
+        return out
 
     def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
         self.store.self_queries_keys.append((query, key, scale))
 
 
+def _sdpa(query, key, value, scale: float) -> torch.Tensor:
+    """SDPA on (heads, tokens, width) inputs. 4-D inputs and equal query/value widths keep
+    its fused kernels: a 3-D call or a narrower value falls back to the explicit softmax
+    (3x slower at 4096 tokens on CPU)."""
+    return F.scaled_dot_product_attention(query[None], key[None], value[None], scale=scale)[0]
+
+
+def map_through(query: torch.Tensor, key: torch.Tensor, column: torch.Tensor, scale: float):
+    """One layer's head-averaged ``S @ c``: the map rides in channel 0 of a query-wide value."""
+    values = query.new_zeros(query.shape)
+    values[..., 0] = column.to(query.dtype)
+    return _precise(_sdpa(query, key, values, scale)[..., 0]).mean(dim=0)
+
+
+# A multiple of 8 keeps CUDA's fused kernels; zeros in the query and key leave the scores as
+# they are, and the map rides in the value's first extra channel.
+_MAP_CHANNELS = 8
+
+
+def attend_with_map(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, column: torch.Tensor, scale: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One layer's attention output and its head-averaged ``S @ c`` from one SDPA call."""
+    heads, tokens, width = query.shape
+    pad = query.new_zeros(heads, tokens, _MAP_CHANNELS)
+    carried = pad.clone()
+    carried[..., 0] = column.to(query.dtype)
+    out = _sdpa(
+        torch.cat([query, pad], dim=-1),
+        torch.cat([key, pad], dim=-1),
+        torch.cat([value, carried], dim=-1),
+        scale,
+    )
+    return out[..., :width], _precise(out[..., width]).mean(dim=0)
+
+
+def _precise(values: torch.Tensor) -> torch.Tensor:
+    return values.to(torch.promote_types(values.dtype, torch.float32))
+
+
+def _forward_position(name: str) -> tuple | None:
+    """Where an attention layer runs in the UNet's forward, as a sortable key."""
+    match = _POSITION.match(name)
+    if match is None:
+        return None
+    stage, block, attention, transformer, kind = match.groups()
+    return (_STAGES[stage], int(block or 0), int(attention), int(transformer), kind)
+
+
+def runs_after_all(name: str, others: list[str]) -> bool:
+    """Whether layer ``name`` runs after every layer in ``others`` (False when unsure)."""
+    mine = _forward_position(name)
+    positions = [_forward_position(other) for other in others]
+    if mine is None or not positions or any(p is None for p in positions):
+        return False
+    return all(mine > p for p in positions)
+
+
 def install_capture(unet, layers: MaskLayers, store: AttentionStore) -> None:
     """Put capture processors on the mask layers and the default SDPA processor elsewhere."""
+    store.layers = layers
     processors = {}
     for name in unet.attn_processors:
         if name in layers.cross:
             processors[name] = CrossCaptureProcessor(store)
         elif name in layers.self_:
-            processors[name] = SelfCaptureProcessor(store)
+            processors[name] = SelfCaptureProcessor(store, runs_after_all(name, layers.cross))
         else:
             processors[name] = AttnProcessor2_0()
     unet.set_attn_processor(processors)
@@ -197,21 +321,11 @@ def refined_map(
     store: AttentionStore, latent_hw: tuple[int, int], layers: MaskLayers
 ) -> torch.Tensor:
     """The normalised LUSD map (latent_hw, values in [0, 1]) of the last captured pass."""
-    height, width = latent_hw
-    cross_hw = (height // layers.cross_factor, width // layers.cross_factor)
-    self_hw = (height // layers.self_factor, width // layers.self_factor)
-    cross = torch.stack(store.cross_maps).mean(dim=0)
-    column = _resize(cross, cross_hw, self_hw).reshape(-1)
-    refined = torch.zeros_like(column)
+    column = cross_column(store, latent_hw, layers)
+    parts = list(store.refined_in_pass)
     for query, key, scale in store.self_queries_keys:
-        # SDPA's fused kernels want 4-D inputs and a value as wide as the query; a 3-D
-        # call or a one-channel value falls back to the explicit softmax (3x slower at
-        # 4096 tokens on CPU). So the map rides in channel 0 of a query-wide value.
-        values = query.new_zeros(query.shape)
-        values[..., 0] = column.to(query.dtype)
-        out = F.scaled_dot_product_attention(query[None], key[None], values[None], scale=scale)
-        refined += out[0, ..., 0].to(refined.dtype).mean(dim=0)
-    refined /= len(store.self_queries_keys)
-    full = _resize(refined, self_hw, latent_hw)
+        parts.append(map_through(query, key, column, scale))
+    refined = torch.stack(parts).mean(dim=0)
+    full = _resize(refined, _grid(latent_hw, layers.self_factor), latent_hw)
     low, high = full.min(), full.max()
     return (full - low) / (high - low).clamp_min(1e-8)

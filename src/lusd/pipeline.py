@@ -212,6 +212,7 @@ class LUSDPipeline(DiffusionPipeline):
         use_mask = cfg.method == "lusd" and cfg.use_mask and bool(indices)
         self._store.focus = torch.tensor(indices, dtype=torch.long)
         latent_hw = tuple(source_latents.shape[-2:])
+        self._store.latent_hw = latent_hw
         # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
         sizes = {
             "original_size": (original.height, original.width),
