@@ -16,7 +16,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from PIL import Image
 from test_app_support import served, shapes_picture
 
-from lusd.app_edit import AppSettings
+from lusd.web.editing import AppSettings
 
 TARGET = "a red circle and a blue square"
 
@@ -206,7 +206,7 @@ def _traversal_paths(workdir) -> list[str]:
         f"{workdir}/../../etc/passwd",
         f"{workdir}/..%2F..%2Fetc%2Fpasswd",
         "/proc/self/environ",
-        "src/lusd/app.py",
+        "src/lusd/web/app.py",
         "pyproject.toml",
         f"{os.path.dirname(workdir)}",
         "http://127.0.0.1:1/",

@@ -21,7 +21,7 @@ from test_app_support import (
     shapes_picture,
 )
 
-from lusd.app_edit import AppSettings
+from lusd.web.editing import AppSettings
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 120_000

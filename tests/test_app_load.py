@@ -12,7 +12,7 @@ from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError
 from test_app_support import ARTIFACTS, served, shapes_picture
 
-from lusd.app_edit import AppSettings
+from lusd.web.editing import AppSettings
 
 USERS = 30
 MAX_QUEUE = 4

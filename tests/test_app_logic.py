@@ -11,7 +11,9 @@ import pytest
 from PIL import Image
 from test_app_support import FakePipeline, shapes_picture
 
-from lusd.app_edit import (
+from lusd.config import EditConfig
+from lusd.errors import ImageInputError, LUSDError, PromptError
+from lusd.web.editing import (
     STRENGTHS,
     AppSettings,
     Editor,
@@ -20,8 +22,6 @@ from lusd.app_edit import (
     parse_focus,
     strength_config,
 )
-from lusd.config import EditConfig
-from lusd.errors import ImageInputError, LUSDError, PromptError
 
 
 def test_strength_3_is_the_model_default_and_the_mapping_is_monotonic():
@@ -149,3 +149,23 @@ def test_the_bundled_examples_carry_both_prompts():
     assert len(rows) == len(list(EXAMPLES_DIR.glob("*.png")))  # 0 when none are bundled
     for _, source, target in rows:
         assert source and target and source != target
+
+
+def test_the_engine_never_imports_the_web_app():
+    """Dependencies run one way: `lusd.web` imports the engine, never the reverse."""
+    import re
+    from pathlib import Path
+
+    import lusd
+
+    root = Path(lusd.__file__).parent
+    allowed = {root / "commands" / "serve.py"}
+    pattern = re.compile(r"^\s*(from lusd\.web\b|import lusd\.web\b|from lusd import web\b)", re.M)
+    offenders = [
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if (root / "web") not in path.parents
+        and path not in allowed
+        and pattern.search(path.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []

@@ -98,8 +98,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def served(pipe: Any, settings=None):
     """Serve the app for ``pipe`` on loopback; yields (url, demo, workdir)."""
-    from lusd.app import build_app, launch, make_temp_dir
-    from lusd.app_edit import AppSettings
+    from lusd.web.app import build_app, launch, make_temp_dir
+    from lusd.web.editing import AppSettings
 
     settings = settings or AppSettings()
     workdir = make_temp_dir()

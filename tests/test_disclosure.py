@@ -232,7 +232,7 @@ def test_unsigned_batch_report_without_price(tmp_path):
 def test_web_app_results_disclose(tmp_path):
     from test_app_support import FakePipeline, shapes_picture
 
-    from lusd.app_edit import AppSettings, Editor
+    from lusd.web.editing import AppSettings, Editor
 
     settings = AppSettings(max_pixels=100 * 100, model_name="shapes", weights_hash="abcdef012345")
     editor = Editor(FakePipeline(), settings, tmp_path / "work")

@@ -243,7 +243,7 @@ def test_batch_require_commercial_option_and_manifest_header(tmp_path):
 def test_app_settings_require_commercial():
     from test_app_support import FakePipeline
 
-    from lusd.app_edit import AppSettings, Editor
+    from lusd.web.editing import AppSettings, Editor
 
     settings = AppSettings(model_license=lookup("cc-by-nc-4.0"), require_commercial=True)
     with pytest.raises(LicenseError, match="cc-by-nc-4.0"):

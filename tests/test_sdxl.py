@@ -351,7 +351,7 @@ def test_cli_batch_on_sdxl(sdxl_dir, photo, tmp_path):
 
 
 def test_web_app_editor_on_sdxl(sdxl_pipe, photo, tmp_path):
-    from lusd.app_edit import AppSettings, Editor
+    from lusd.web.editing import AppSettings, Editor
 
     source = tmp_path / "photo.png"
     photo.save(source)

@@ -64,10 +64,10 @@ def serve(
         check_license(model_license, model_name(model))
     quiet_libraries()
     logging.getLogger("lusd").setLevel(logging.INFO)
-    from lusd.app_edit import AppSettings
     from lusd.inputs import check_int
     from lusd.loading import load_pipeline
     from lusd.shapes import EXAMPLES_DIR
+    from lusd.web.editing import AppSettings
 
     check_int(port, "--port", 1, 65535)
     settings = AppSettings(  # checks the limits before the model loads
@@ -85,7 +85,7 @@ def serve(
     with console.status("loading model..."):
         pipe = load_pipeline(model, device, dtype, allow_pickle, model_config)
     pipe.set_progress_bar_config(disable=True)
-    from lusd.app import build_app, launch, make_temp_dir
+    from lusd.web.app import build_app, launch, make_temp_dir
 
     workdir = make_temp_dir()
     demo = build_app(pipe, settings, workdir)

@@ -1,4 +1,4 @@
-"""The gradio web app (`lusd serve`): one local edit made easy and safe for non-engineers."""
+"""The gradio page of the web app: layout, event handlers, queue and launch."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from typing import Any
 
 import gradio as gr
 
-from lusd.app_edit import (
+from lusd.errors import ImageInputError, LUSDError
+from lusd.images import check_image_file
+from lusd.web.editing import (
     DEFAULT_STRENGTH,
     STRENGTHS,
     AppSettings,
@@ -23,8 +25,6 @@ from lusd.app_edit import (
     new_seed,
     plain_message,
 )
-from lusd.errors import ImageInputError, LUSDError
-from lusd.images import check_image_file
 
 log = logging.getLogger(__name__)
 
