@@ -16,9 +16,9 @@ import json
 from pathlib import Path
 
 from lusd.loading import load_pipeline
-from lusd.shapes.bench import run, summarize
 from lusd.shapes.edits import make_cases
-from lusd.shapes.tune import TUNING_SEED
+from shapes_lab.edit_bench import run, summarize
+from shapes_lab.tune import TUNING_SEED
 
 VARIANTS = {
     "s_high 0.05": {"scale_high": 0.05, "scale_low": 0.005},

@@ -22,11 +22,11 @@ from collections import Counter
 from pathlib import Path
 
 from lusd.loading import load_pipeline
-from lusd.shapes.bench import edit_case
 from lusd.shapes.edits import EditCase, edit_success, make_cases
 from lusd.shapes.oracle import detect
-from lusd.shapes.tune import TUNING_SEED
 from lusd.shapes.world import Obj
+from shapes_lab.edit_bench import edit_case
+from shapes_lab.tune import TUNING_SEED
 
 
 def changed_object(case: EditCase) -> Obj:

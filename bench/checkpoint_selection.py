@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from lusd.shapes.evaluate import generation_eval
-from lusd.shapes.export import export_model
 from lusd.shapes.generate import load_t2i
-from lusd.shapes.models import Arch
+from shapes_lab.export import export_model
+from shapes_lab.model_quality import generation_eval
+from shapes_lab.models import Arch
 
 PROMPT_SETS = {"selection": 2024, "held_out": 99}
 

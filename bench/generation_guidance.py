@@ -14,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from lusd.shapes.evaluate import generation_eval
 from lusd.shapes.generate import load_t2i
+from shapes_lab.model_quality import generation_eval
 
 HELD_OUT_SEED = 99
 

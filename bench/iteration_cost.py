@@ -15,9 +15,7 @@ writes bench/results/iteration_cost.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import time
 from pathlib import Path
 
 import torch
+from machine import machine  # bench/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -182,21 +181,6 @@ def child(model: str, variant: str, device: str) -> float:
     command = [sys.executable, __file__, "--child", model, variant, "--device", device]
     done = subprocess.run(command, check=True, capture_output=True, text=True)
     return float(done.stdout.strip().splitlines()[-1])
-
-
-def machine() -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-    }
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        info["cpu_model"] = next(x.split(":", 1)[1].strip() for x in lines if "model name" in x)
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def main() -> None:

@@ -28,9 +28,9 @@ from PIL import Image
 from lusd.attention import _resize, refined_map
 from lusd.focus import resolve_focus
 from lusd.loading import load_pipeline
-from lusd.shapes.bench import TUNING_SEED
 from lusd.shapes.edits import make_cases
 from lusd.shapes.mask_metrics import LOCALISED_RATIO, mask_localisation
+from shapes_lab.edit_bench import TUNING_SEED
 
 TIMESTEPS = (100, 300, 500, 700, 900)
 

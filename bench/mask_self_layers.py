@@ -20,8 +20,8 @@ from pathlib import Path
 
 from lusd.attention import install_capture
 from lusd.loading import load_pipeline
-from lusd.shapes.bench import TUNING_SEED, run, summarize
 from lusd.shapes.edits import make_cases
+from shapes_lab.edit_bench import TUNING_SEED, run, summarize
 
 
 def use_self_layers(pipe, keep: list[str]) -> None:

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from lusd.loading import load_pipeline
-from lusd.shapes.bench import REPORT_SEED, edit_case
 from lusd.shapes.edits import EDIT_KINDS, edit_success, make_cases
 from lusd.shapes.mask_metrics import mask_localisation
+from shapes_lab.edit_bench import REPORT_SEED, edit_case
 
 SCALE = 2  # 64-px images drawn at 128 px
 LABEL = 14

@@ -34,9 +34,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import lusd.shapes.world as world  # noqa: E402
-from lusd.shapes import unet_stage, vae_stage  # noqa: E402
-from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet  # noqa: E402
 from lusd.tokenizer import clip_tokenizer  # noqa: E402
+from shapes_lab import unet_stage, vae_stage  # noqa: E402
+from shapes_lab.models import Arch, build_scheduler, build_text_encoder, build_unet  # noqa: E402
 
 log = logging.getLogger("position_finetune")
 
@@ -142,9 +142,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from lusd.shapes.evaluate import generation_eval, position_probe
-    from lusd.shapes.export import export_model
     from lusd.shapes.generate import load_t2i
+    from shapes_lab.export import export_model
+    from shapes_lab.model_quality import generation_eval, position_probe
 
     model, arch, steps = finetune(
         args.work,

@@ -25,14 +25,13 @@ writes bench/results/sdxl_overhead.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from machine import machine  # bench/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).parent / "results"
 SDXL_CHANNELS = (320, 640, 1280)
@@ -129,22 +128,6 @@ class Bench:
             self.predict(batch, timestep, self.batch_cond)
         self.sync()
         return time.perf_counter() - start, time.process_time() - start_cpu
-
-
-def machine() -> dict:
-    info = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cpu": platform.processor() or platform.machine(),
-        "cpu_count": __import__("os").cpu_count(),
-        "threads": torch.get_num_threads(),
-    }
-    with contextlib.suppress(OSError, StopIteration):
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        info["cpu_model"] = next(x.split(":", 1)[1].strip() for x in lines if "model name" in x)
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name()
-    return info
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 Each size trains for 20 and for 120 UNet steps in a fresh work folder (the shipped VAE,
 the default recipe: batch 32, grounding on, as in the first 3,500 steps of a run), each in
-its own `python -m lusd.shapes.train` process; the difference of the two wall times gives
+its own `python -m shapes_lab.train` process; the difference of the two wall times gives
 steps/s without the start-up. Run it alone on the machine (two torch processes slow each
 other down).
 
@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from iteration_cost import machine  # bench/ is on sys.path when run as a script
+from machine import machine  # bench/ is on sys.path when run as a script
 
 RESULTS = Path(__file__).parent / "results"
 # (channels, layers per block); the first is the UNet shipped until the sixteenth session
@@ -39,7 +39,7 @@ SHORT, LONG = 20, 120
 def seconds_to_train(work: Path, steps: int, arch: dict, threads: int) -> float:
     shutil.rmtree(work / "unet", ignore_errors=True)
     (work / "arch.json").unlink(missing_ok=True)
-    command = [sys.executable, "-m", "lusd.shapes.train", "--work", str(work), "--stages", "unet"]
+    command = [sys.executable, "-m", "shapes_lab.train", "--work", str(work), "--stages", "unet"]
     command += ["--unet-steps", str(steps), "--arch", json.dumps(arch), "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     started = time.perf_counter()
@@ -52,8 +52,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=RESULTS / "unet_size_throughput.json")
     args = p.parse_args()
-    from lusd.shapes.models import Arch, build_unet
-    from lusd.shapes.train import main as train_main
+    from shapes_lab.models import Arch, build_unet
+    from shapes_lab.train import main as train_main
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -220,8 +220,10 @@ def test_edit_require_commercial_refuses_without_writing(nc_model, tmp_path):
     assert out.is_file()
 
 
-def test_batch_require_commercial_option_and_manifest_header(tmp_path):
-    model = card(tmp_path / "nc-model", "license: cc-by-nc-4.0")
+def test_batch_require_commercial_option_and_manifest_header(tmp_path, tiny_model_dir):
+    # a real SD folder: the batch checks the model's layout before any row runs
+    model = shutil.copytree(tiny_model_dir, tmp_path / "nc-model")
+    card(model, "license: cc-by-nc-4.0")
     manifest = write_manifest(tmp_path, 2)
     out = tmp_path / "out"
     opts = BatchOptions(manifest, out, model=str(model), oracle=False, require_commercial=True)
@@ -256,8 +258,8 @@ def test_app_settings_require_commercial():
 def test_a_shapes_export_carries_the_model_card(tmp_path):
     from test_shapes_model import TINY_ARCH
 
-    from lusd.shapes.models import Arch, build_vae
-    from lusd.shapes.train import main
+    from shapes_lab.models import Arch, build_vae
+    from shapes_lab.train import main
 
     tiny = json.loads(TINY_ARCH)
     source = tmp_path / "trained"

@@ -58,8 +58,8 @@ def test_demo_smoke(tmp_path):
 
 def test_bench_driver_on_the_shipped_model_few_steps(tmp_path):
     from lusd.loading import load_pipeline
-    from lusd.shapes.bench import run, summarize
     from lusd.shapes.edits import make_cases
+    from shapes_lab.edit_bench import run, summarize
 
     pipe = load_pipeline(None, "cpu")
     pipe.set_progress_bar_config(disable=True)
@@ -102,7 +102,7 @@ def test_train_shapes_names_a_work_folder_it_cannot_create(tmp_path):
 
 
 def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monkeypatch):
-    import lusd.shapes.train as train
+    import shapes_lab.train as train
 
     seen: list[list[str]] = []
     monkeypatch.setattr(train, "main", lambda argv: seen.append(argv) or 0)

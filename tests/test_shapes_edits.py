@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lusd.shapes.bench import markdown_table, run, summarize, write_chart
 from lusd.shapes.edits import background_change, edit_success, make_cases
 from lusd.shapes.oracle import parse_caption
-from lusd.shapes.results_doc import END, START, write_results_doc
 from lusd.shapes.world import Obj, Scene, render
+from shapes_lab.edit_bench import markdown_table, run, summarize, write_chart
+from shapes_lab.results_doc import END, START, write_results_doc
 
 
 def _after(case) -> Image.Image:
@@ -119,7 +119,7 @@ def test_journal_records_of_retrained_weights_are_stale():
     import torch
 
     from lusd.config import preset_config
-    from lusd.shapes.bench import _config_hash
+    from shapes_lab.edit_bench import _config_hash
 
     class Pipe(SimpleNamespace):
         def resolve_config(self, preset, config, overrides):
@@ -135,7 +135,7 @@ def test_journal_records_of_retrained_weights_are_stale():
 
 
 def test_tuning_prefers_a_configuration_that_serves_every_edit_kind():
-    from lusd.shapes.tune import score
+    from shapes_lab.tune import score
 
     def entry(success, bg, by_kind):
         return {"success": success, "bg_change": bg, "success_by_kind": by_kind}

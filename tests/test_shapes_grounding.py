@@ -8,14 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from lusd.shapes.grounding import (
-    GroundingProcessor,
-    grounding_losses,
-    install_grounding,
-    owners_from_timestep,
-    scene_masks,
-    token_owners,
-)
 from lusd.shapes.world import (
     Obj,
     Scene,
@@ -28,6 +20,14 @@ from lusd.shapes.world import (
     words_text,
 )
 from lusd.tokenizer import clip_tokenizer
+from shapes_lab.grounding import (
+    GroundingProcessor,
+    grounding_losses,
+    install_grounding,
+    owners_from_timestep,
+    scene_masks,
+    token_owners,
+)
 
 SCENE = Scene("black", (Obj("red", "circle", "large", 0), Obj("blue", "square", "small", 4)))
 
@@ -156,7 +156,7 @@ def test_samples_below_the_lowest_grounded_timestep_are_left_free():
 def test_grounding_processor_changes_nothing_but_records_every_cross_attention():
     from test_shapes_model import TINY_ARCH
 
-    from lusd.shapes.models import Arch, build_unet
+    from shapes_lab.models import Arch, build_unet
 
     torch.manual_seed(0)
     unet = build_unet(Arch.from_dict(json.loads(TINY_ARCH)))

@@ -68,8 +68,8 @@ def test_the_recipe_default_sizes_build_the_shipped_networks():
     """`lusd train-shapes` without --arch trains networks of the shipped model's shapes."""
     from safetensors.torch import load_file
 
-    from lusd.shapes.models import Arch, build_text_encoder, build_unet, build_vae
-    from lusd.shapes.train import parse_args
+    from shapes_lab.models import Arch, build_text_encoder, build_unet, build_vae
+    from shapes_lab.train import parse_args
 
     arch = Arch.from_dict(json.loads(parse_args([]).arch))
     for build, folder in (
@@ -94,12 +94,12 @@ def test_diffusers_loads_it_and_generates_64px():
 
 
 def test_loss_targets_and_weights_follow_the_prediction_type():
-    from lusd.shapes.models import build_scheduler
-    from lusd.shapes.unet_stage import _loss_weight_and_target
+    from shapes_lab.models import build_scheduler
+    from shapes_lab.unet_stage import _loss_weight_and_target
 
     z, noise = torch.randn(3, 4, 2, 2), torch.randn(3, 4, 2, 2)
     t = torch.tensor([5, 500, 999])
-    from lusd.shapes.models import Arch
+    from shapes_lab.models import Arch
 
     for sched in (build_scheduler(Arch(noise_schedule="linear-v")), build_scheduler()):
         abar = sched.alphas_cumprod
@@ -125,7 +125,7 @@ class _PixelVAE(torch.nn.Module):
 
 def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
     from lusd.shapes.oracle import parse_caption
-    from lusd.shapes.unet_stage import LatentCache
+    from shapes_lab.unet_stage import LatentCache
 
     cache = LatentCache(_PixelVAE(), 1.0, seed=0, batch=32, position_steps=(16, 32))
     cells = set()
@@ -153,7 +153,7 @@ def test_latent_cache_curriculum_names_the_position_of_one_red_circle():
 def test_ground_words_parse_as_word_kinds():
     import argparse
 
-    from lusd.shapes.train import parse_args, word_kinds
+    from shapes_lab.train import parse_args, word_kinds
 
     assert word_kinds("position, color") == ("position", "color")
     assert parse_args([]).ground_words == ("position", "shape")  # the recipe's
@@ -163,7 +163,7 @@ def test_ground_words_parse_as_word_kinds():
 
 
 def test_grounding_window_must_end_after_it_starts(capsys):
-    from lusd.shapes.train import parse_args
+    from shapes_lab.train import parse_args
 
     assert parse_args(["--ground-from", "10", "--ground-until", "20"]).ground_until == 20
     assert parse_args(["--ground-from", "10", "--ground-until", "0"]).ground_until == 0  # never
@@ -187,8 +187,8 @@ def test_grounding_window_must_end_after_it_starts(capsys):
 
 
 def test_grounded_words_follow_the_window():
-    from lusd.shapes.train import parse_args
-    from lusd.shapes.unet_stage import ground_words_at
+    from shapes_lab.train import parse_args
+    from shapes_lab.unet_stage import ground_words_at
 
     recipe = parse_args([])
     assert ground_words_at(recipe, 0) == ground_words_at(recipe, 3499) == ("position", "shape")
@@ -213,7 +213,7 @@ def test_grounded_words_follow_the_window():
 def test_position_steps_parse_as_a_step_range(text, expected):
     import argparse
 
-    from lusd.shapes.train import step_range
+    from shapes_lab.train import step_range
 
     if expected is None:
         with pytest.raises(argparse.ArgumentTypeError, match="START:END"):
@@ -224,7 +224,7 @@ def test_position_steps_parse_as_a_step_range(text, expected):
 
 def test_training_is_resumable_and_exports_an_sd_folder(tmp_path):
     from lusd.loading import load_pipeline
-    from lusd.shapes.train import main
+    from shapes_lab.train import main
 
     work, out = tmp_path / "work", tmp_path / "model"
     common = [
@@ -276,8 +276,8 @@ def test_training_takes_a_trained_vae_instead_of_training_one(tmp_path, capsys):
     from diffusers import AutoencoderKL
 
     from lusd.errors import ConfigError, ModelLoadError
-    from lusd.shapes.models import Arch, build_vae
-    from lusd.shapes.train import main
+    from shapes_lab.models import Arch, build_vae
+    from shapes_lab.train import main
 
     tiny = json.loads(TINY_ARCH)
     source = tmp_path / "trained"
@@ -317,8 +317,8 @@ def test_demo_cases_cover_add_colour_shape():
 
 @pytest.mark.parametrize("n", [4])
 def test_eval_prompts_are_seeded(n):
-    from lusd.shapes.evaluate import eval_prompts, judge, summarize
     from lusd.shapes.world import Obj, Scene, render
+    from shapes_lab.model_quality import eval_prompts, judge, summarize
 
     assert eval_prompts(n, 1) == eval_prompts(n, 1)
     img = render(Scene("black", (Obj("green", "square", "small", 4),)))
@@ -340,8 +340,8 @@ def test_eval_prompts_are_seeded(n):
 
 
 def test_two_object_judgements_say_what_went_wrong():
-    from lusd.shapes.evaluate import judge, summarize
     from lusd.shapes.world import Obj, Scene, render
+    from shapes_lab.model_quality import judge, summarize
 
     img = render(
         Scene("white", (Obj("red", "circle", "large", 0), Obj("blue", "square", "large", 8)))
@@ -365,8 +365,8 @@ def test_two_object_judgements_say_what_went_wrong():
 def test_stray_pixels_count_blobs_but_not_edges():
     import numpy as np
 
-    from lusd.shapes.evaluate import stray_pixels
     from lusd.shapes.world import Obj, Scene, render
+    from shapes_lab.model_quality import stray_pixels
 
     scene = render(Scene("white", (Obj("red", "square", "large", 4),)))
     assert stray_pixels(scene, scene) == 0
@@ -400,7 +400,7 @@ class _FakeT2I:
 
 
 def test_position_probe_tells_prompt_from_noise():
-    from lusd.shapes.evaluate import position_probe
+    from shapes_lab.model_quality import position_probe
 
     obeys = position_probe(_FakeT2I(follow_prompt=True), seeds=2)
     assert obeys["asked_cell"] == 1.0 and obeys["seed_cell"] == pytest.approx(1 / 9)
@@ -411,8 +411,8 @@ def test_position_probe_tells_prompt_from_noise():
 def test_the_shipped_model_keeps_its_measured_quality():
     """A guard for the shipped weights and the whole SD code path (docs/shapes-model.md has
     the full measurement): VAE read-back, then text-to-image on unseen seeded prompts."""
-    from lusd.shapes.evaluate import generation_eval, vae_quality
     from lusd.shapes.generate import load_t2i
+    from shapes_lab.model_quality import generation_eval, vae_quality
 
     pipe = load_t2i()
     vae = vae_quality(pipe.vae, n=100, seed=99)
@@ -434,7 +434,7 @@ def test_the_demo_edits_succeed_with_the_shipped_model():
 def test_training_curves_plot_the_stages_that_have_a_log(tmp_path):
     from PIL import Image
 
-    from lusd.shapes.curves import plot_curves
+    from shapes_lab.curves import plot_curves
 
     with pytest.raises(FileNotFoundError, match="loss.csv"):
         plot_curves(tmp_path, tmp_path / "none.png")

@@ -1,18 +1,47 @@
-"""Shapes-world commands: `lusd train-shapes`, `lusd generate`, `lusd demo`, `lusd bench shapes`."""
+"""Shapes-world commands: `lusd train-shapes`, `lusd generate`, `lusd demo`, `lusd bench shapes`.
+
+`train-shapes` and `bench shapes` run the checkout's ``shapes_lab`` (not installed).
+"""
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import typer
 
 from lusd.commands.common import cli_errors, console, parse_overrides, quiet_libraries
+from lusd.errors import ConfigError
 
 bench_app = typer.Typer(
     name="bench", help="Benchmarks with measured, oracle-judged results.", no_args_is_help=True
 )
+
+
+def _lab_module(name: str, command: str) -> ModuleType:
+    """``shapes_lab.<name>`` from the repository checkout this lusd is installed from.
+
+    ``shapes_lab/`` (training, tuning, research benchmarks) sits next to ``src/`` in the
+    repository and is not in the package; an editable install (``pip install -e .``)
+    finds it there.
+    """
+    checkout = Path(__file__).resolve().parents[3]
+    if (checkout / "shapes_lab" / "__init__.py").is_file() and str(checkout) not in sys.path:
+        sys.path.append(str(checkout))
+    try:
+        return importlib.import_module(f"shapes_lab.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != "shapes_lab":
+            raise
+    raise ConfigError(
+        f"run from a repository checkout: `lusd {command}` needs its shapes_lab/ folder, "
+        "which the installed package does not ship (clone the repository, "
+        "`pip install -e .` there)"
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -104,10 +133,9 @@ def train_shapes(
 ) -> None:
     """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
 
-    Options left out take the recipe's values (``lusd.shapes.train``, docs/shapes-model.md).
+    Options left out take the recipe's values (``shapes_lab.train``, docs/shapes-model.md).
     """
-    from lusd.shapes.train import main
-
+    main = _lab_module("train", "train-shapes").main
     argv = ["--work", str(work), "--out", str(out)]
     given = {
         "--seed": seed,
@@ -229,15 +257,15 @@ def bench_shapes(
     from rich.progress import Progress
 
     from lusd.loading import load_pipeline
-    from lusd.shapes.bench import benchmark, markdown_table
-    from lusd.shapes.results_doc import write_results_doc
 
+    edit_bench = _lab_module("edit_bench", "bench shapes")
+    results_doc = _lab_module("results_doc", "bench shapes")
     names = [p.strip() for p in presets.split(",") if p.strip()]
     pipe = load_pipeline(model, "cpu")
     pipe.set_progress_bar_config(disable=True)
     with Progress(console=console) as progress:
         task = progress.add_task("editing", total=cases * len(names))
-        payload = benchmark(
+        payload = edit_bench.benchmark(
             pipe,
             cases,
             names,
@@ -247,8 +275,8 @@ def bench_shapes(
             run_missing=not summarize_only,
             overrides=parse_overrides(settings),
         )
-    console.print(markdown_table(payload["summary"]))
+    console.print(edit_bench.markdown_table(payload["summary"]))
     if docs is not None:
         chart = Path(os.path.relpath(out_dir / f"{name}.png", docs.parent))
-        write_results_doc(docs, payload, chart)
+        results_doc.write_results_doc(docs, payload, chart)
         console.print(f"table written to {docs}")

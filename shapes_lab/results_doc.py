@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lusd.shapes.bench import markdown_table, mask_table
+from shapes_lab.edit_bench import markdown_table, mask_table
 
 START = "<!-- shapes-bench:start -->"
 END = "<!-- shapes-bench:end -->"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from lusd.shapes.models import (
+from lusd.shapes import SHAPES_MODEL_DIR
+from shapes_lab.models import (
     Arch,
     build_scheduler,
     build_text_encoder,
@@ -23,7 +24,7 @@ from lusd.shapes.models import (
 log = logging.getLogger(__name__)
 
 #: LUSD defaults of a new export (the last tuned values; re-tune on the new model with
-#: ``python -m lusd.shapes.tune``, docs/shapes-model.md). The mask's levels come from the
+#: ``python -m shapes_lab.tune``, docs/shapes-model.md). The mask's levels come from the
 #: architecture (``mask_factors``).
 DEFAULT_LUSD_CONFIG: dict[str, float | int] = {
     "num_steps": 60,
@@ -35,7 +36,7 @@ DEFAULT_LUSD_CONFIG: dict[str, float | int] = {
 
 _TOKENIZER_FILES = ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json")
 #: The model card (licence front-matter, read by ``lusd info``); kept across re-exports.
-MODEL_CARD = Path(__file__).parent / "model" / "README.md"
+MODEL_CARD = SHAPES_MODEL_DIR / "README.md"
 
 
 def load_trained(work: Path, arch: Arch, use_ema: bool = True):

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from lusd.shapes.data import from_tensor, to_tensor
 from lusd.shapes.oracle import (
     assign,
     background,
@@ -20,6 +19,7 @@ from lusd.shapes.oracle import (
     scene_matches,
 )
 from lusd.shapes.world import caption, render, sample_scene
+from shapes_lab.data import from_tensor, to_tensor
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     import time
     from pathlib import Path
 
-    p = argparse.ArgumentParser(prog="lusd.shapes.evaluate")
+    p = argparse.ArgumentParser(prog="shapes_lab.model_quality")
     p.add_argument("--model", default=None)
     p.add_argument("--work", type=Path, default=None, help="training folder (for curves)")
     p.add_argument("--prompts", type=int, default=200)
@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     (args.docs / "shapes-samples.txt").write_text("\n".join(lines) + "\n")
     if args.work is not None:
-        from lusd.shapes.curves import plot_curves
+        from shapes_lab.curves import plot_curves
 
         plot_curves(args.work, args.docs / "shapes-training.png")
     return 0

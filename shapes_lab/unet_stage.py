@@ -12,8 +12,9 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from lusd.shapes.data import batch_rng, to_tensor
-from lusd.shapes.grounding import (
+from lusd.shapes.world import Obj, Scene
+from shapes_lab.data import batch_rng, to_tensor
+from shapes_lab.grounding import (
     grounding_losses,
     install_grounding,
     owners_from_timestep,
@@ -21,10 +22,9 @@ from lusd.shapes.grounding import (
     scene_masks,
     token_owners,
 )
-from lusd.shapes.models import Arch, build_scheduler, build_text_encoder, build_unet
-from lusd.shapes.training_run import Run
-from lusd.shapes.vae_stage import latent_scale, load_vae
-from lusd.shapes.world import Obj, Scene
+from shapes_lab.models import Arch, build_scheduler, build_text_encoder, build_unet
+from shapes_lab.training_run import Run
+from shapes_lab.vae_stage import latent_scale, load_vae
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class LatentCache:
     them once (mean and std), and each step draws its batch from them with a fresh
     posterior sample and a fresh training caption. Everything is a function of the step.
     Each batch also carries which object every caption token describes and the objects'
-    coverage masks, for the grounding loss (``lusd.shapes.grounding``).
+    coverage masks, for the grounding loss (``shapes_lab.grounding``).
 
     Curriculum (bench/shapes-experiments.md, "Why the model ignores position words"): during
     the steps ``position_steps`` = (start, end) every scene is one large red circle on

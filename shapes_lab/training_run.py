@@ -1,5 +1,5 @@
 """Book-keeping of one training stage: its budget, learning-rate schedule, loss log,
-periodic checkpoints and resume (used by the VAE and UNet stages of ``lusd.shapes.train``)."""
+periodic checkpoints and resume (used by the VAE and UNet stages of ``shapes_lab.train``)."""
 
 from __future__ import annotations
 

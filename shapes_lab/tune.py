@@ -1,6 +1,6 @@
 """Choose the shapes model's single LUSD configuration on tuning cases (never the reported ones).
 
-    python -m lusd.shapes.tune --out bench/results/shapes_tuning.json
+    python -m shapes_lab.tune --out bench/results/shapes_tuning.json
 
 Tuning cases use ``TUNING_SEED``; the benchmark reports cases of ``REPORT_SEED``.
 """
@@ -13,8 +13,8 @@ import logging
 import os
 from pathlib import Path
 
-from lusd.shapes.bench import REPORT_SEED, TUNING_SEED, run, summarize
 from lusd.shapes.edits import EDIT_KINDS, make_cases
+from shapes_lab.edit_bench import REPORT_SEED, TUNING_SEED, run, summarize
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def tune(pipe, n_cases: int, steps: int, candidates: list[dict]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lusd.shapes.tune", description=__doc__)
+    p = argparse.ArgumentParser(prog="shapes_lab.tune", description=__doc__)
     p.add_argument("--model", default=None)
     p.add_argument("--cases", type=int, default=90)
     p.add_argument("--steps", type=int, default=60)

@@ -23,9 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch  # noqa: E402
 
 from lusd.errors import ConfigError  # noqa: E402
-from lusd.shapes.models import Arch  # noqa: E402
-from lusd.shapes.training_run import Run, StageSpec  # noqa: E402
 from lusd.shapes.world import WORD_KINDS  # noqa: E402
+from shapes_lab.models import Arch  # noqa: E402
+from shapes_lab.training_run import Run, StageSpec  # noqa: E402
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ class _OneLineErrors(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = _OneLineErrors(prog="lusd.shapes.train", description=__doc__)
+    p = _OneLineErrors(prog="shapes_lab.train", description=__doc__)
     p.add_argument("--work", type=Path, default=Path("shapes-train"), help="checkpoint folder")
     p.add_argument("--out", type=Path, default=None, help="model folder to write at the end")
     p.add_argument("--seed", type=int, default=0)
@@ -108,13 +108,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ground-token",
         type=float,
         default=0.1,
-        help="weight of the cross-attention grounding token loss (lusd.shapes.grounding)",
+        help="weight of the cross-attention grounding token loss (shapes_lab.grounding)",
     )
     p.add_argument(
         "--ground-pixel",
         type=float,
         default=0.0,
-        help="weight of the cross-attention grounding pixel loss (lusd.shapes.grounding)",
+        help="weight of the cross-attention grounding pixel loss (shapes_lab.grounding)",
     )
     p.add_argument(
         "--ground-words",
@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     arch_file = args.work / "arch.json"
     fixed = arch_file.exists()  # a resumed run keeps its sizes
     arch = Arch.from_dict(json.loads(arch_file.read_text() if fixed else args.arch))
-    from lusd.shapes.unet_stage import train_unet
-    from lusd.shapes.vae_stage import take_vae, train_vae
+    from shapes_lab.unet_stage import train_unet
+    from shapes_lab.vae_stage import take_vae, train_vae
 
     vae_spec = StageSpec("vae", args.vae_minutes, args.vae_steps, args.vae_batch, args.vae_lr)
     if args.vae_from is not None:
@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         run = Run(args.work, spec, args.ckpt_minutes, keep=args.keep_checkpoints)
         train_unet(run, arch, args)
     if "export" in stages:
-        from lusd.shapes.export import export_model
+        from shapes_lab.export import export_model
 
         out = args.out or args.work / "model"
         export_model(args.work, arch, out)

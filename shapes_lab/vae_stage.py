@@ -9,9 +9,9 @@ from pathlib import Path
 
 import torch
 
-from lusd.shapes.data import batch_rng, image_batch
-from lusd.shapes.models import Arch, build_vae
-from lusd.shapes.training_run import Run, save_atomic
+from shapes_lab.data import batch_rng, image_batch
+from shapes_lab.models import Arch, build_vae
+from shapes_lab.training_run import Run, save_atomic
 
 log = logging.getLogger(__name__)
 
