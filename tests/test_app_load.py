@@ -1,4 +1,4 @@
-"""Load: 30 simultaneous API users against a served app on loopback (bounded, self-stopping)."""
+"""Load: 50 simultaneous API users against a served app on loopback (bounded, self-stopping)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from test_app_support import ARTIFACTS, served, shapes_picture
 
 from lusd.web.editing import AppSettings
 
-USERS = 30
+USERS = 50
 MAX_QUEUE = 4
 
 
@@ -41,7 +41,7 @@ class Counting:
 
 
 @pytest.mark.timeout(400)
-def test_thirty_concurrent_requests_are_answered_or_refused_cleanly(tiny_pipe, tmp_path):
+def test_fifty_concurrent_requests_are_answered_or_refused_cleanly(tiny_pipe, tmp_path):
     pipe = Counting(tiny_pipe)
     settings = AppSettings(max_queue=MAX_QUEUE, concurrency=1, base_overrides={"num_steps": 8})
     picture = handle_file(str(shapes_picture(tmp_path / "in.png", size=32)))

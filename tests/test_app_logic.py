@@ -126,6 +126,41 @@ def test_image_errors_are_plain_and_hide_server_paths(editor, tmp_path):
     assert editor.pipe.calls == 0
 
 
+def test_a_file_over_the_upload_limit_is_refused_before_decoding(tmp_path, monkeypatch):
+    import lusd.images
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the picture was decoded")
+
+    monkeypatch.setattr(lusd.images, "load_image", no_decoding)
+    editor = Editor(FakePipeline(), AppSettings(max_file_size="2kb"), tmp_path / "work")
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(noisy)
+    assert noisy.stat().st_size > 2048
+    with pytest.raises(ImageInputError) as caught:
+        editor.run(str(noisy), "", "a blue square", "", 3, 0)
+    assert str(caught.value) == (
+        "This file is larger than the app accepts (2 KB). Use a smaller picture."
+    )
+    assert editor.pipe.calls == 0
+
+
+def test_the_page_refuses_an_oversized_file_before_gradio_reads_it(tmp_path):
+    import gradio as gr
+    from gradio.data_classes import FileData
+
+    from lusd.web.app import _plain_upload_errors
+
+    noisy = tmp_path / "noisy.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(noisy)
+    with gr.Blocks():
+        image = gr.Image(type="filepath")
+    image.preprocess = lambda payload: pytest.fail("gradio decoded the picture")
+    guarded = _plain_upload_errors(image, AppSettings(max_file_size="2kb"))
+    with pytest.raises(gr.Error, match=r"larger than the app accepts \(2 KB\)"):
+        guarded.preprocess(FileData(path=str(noisy)))
+
+
 def test_old_results_are_pruned_at_the_next_edit(tmp_path):
     editor = Editor(FakePipeline(), AppSettings(keep_results_s=60), tmp_path / "work")
     old = tmp_path / "work" / "results" / "old"

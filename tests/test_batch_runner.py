@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 
@@ -79,11 +80,10 @@ def test_changed_config_needs_rerun_changed(tmp_path):
         assert sorted(r["unet_calls"] for r in j.jobs()) == [3, 5]
 
 
-def test_rows_made_with_other_weights_are_changed(tmp_path):
-    model = tmp_path / "model"
-    (model / "unet").mkdir(parents=True)
+def test_rows_made_with_other_weights_are_changed(tmp_path, tiny_model_dir):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")  # a real SD layout
     weights = model / "unet" / "diffusion_pytorch_model.safetensors"
-    weights.write_bytes(b"first weights")
+    assert weights.is_file()
     (model / "README.md").write_text("notes")
     manifest, out = write_manifest(tmp_path, 2), tmp_path / "out"
     opts = dict(model=str(model), oracle=False)

@@ -158,7 +158,10 @@ def read_model_config(folder: str | Path) -> EditConfig:
         raise ConfigError(f"{path}: not valid JSON ({error})") from None
     if not isinstance(values, dict):
         raise ConfigError(f"{path}: expected a JSON object of EditConfig fields")
-    return EditConfig.from_dict({k: v for k, v in values.items() if not k.startswith("_")})
+    try:
+        return EditConfig.from_dict({k: v for k, v in values.items() if not k.startswith("_")})
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def field_names() -> set[str]:

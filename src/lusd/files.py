@@ -14,7 +14,19 @@ os.umask(_UMASK)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, then rename over ``path``."""
+    """Write ``data`` to a temp file beside ``path``, fsync, then rename over ``path``.
+
+    An OSError (disk full, no permission) names ``path``, not the temp file, which is gone.
+    """
+    try:
+        _write(Path(path), data)
+    except OSError as error:
+        if error.errno is None:
+            raise
+        raise OSError(error.errno, error.strerror, str(path)) from None
+
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=path.suffix, dir=path.parent)
     try:

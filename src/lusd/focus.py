@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from lusd.errors import PromptError
 
-_WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+_WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")  # letters of any script, digits
 _NOUN_TAGS = ("NN", "NNS")
 # Articles/determiners and prepositions: a span ending on one of these is not extended.
 _STOP_TAGS = ("DT", "IN")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -94,15 +95,23 @@ def _reason(error: Exception, name: str) -> Exception:
     if isinstance(error, ImageInputError):
         return error
     if isinstance(error, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-        return ImageInputError(
-            f"{name}: too many pixels (decompression bomb guard); raise --max-pixels if it is real"
-        )
+        return _bomb(error, name)
     if isinstance(error, UnidentifiedImageError):
         return ImageInputError(f"{name}: not an image (or a format Pillow cannot read)")
     if isinstance(error, MemoryError):
         return ImageInputError(f"{name}: too large to decode in memory; downscale it")
     detail = " ".join(str(error).split()) or type(error).__name__
     return ImageInputError(f"{name}: unreadable or truncated image ({detail})")
+
+
+def _bomb(error: Exception, name: str) -> ImageInputError:
+    """Pillow's decompression-bomb guard fired: a hard cap, whatever the pixel limit says."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+    return ImageInputError(
+        f"{name}: {pixels}, over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} "
+        "pixels that no pixel limit raises; downscale it"
+    )
 
 
 def _check_pixels(size: tuple[int, int], max_pixels: int, name: str) -> None:

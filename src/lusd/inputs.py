@@ -1,4 +1,4 @@
-"""Checks of user-supplied values outside EditConfig: seeds, limits, prices, folders.
+"""Checks of user-supplied values outside EditConfig: seeds, limits, prices, folders, prompts.
 
 The CLI commands, the batch manifest and the web app call these, so one bad value
 gets the same one-line error wherever it comes from. EditConfig checks its own fields;
@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from lusd.errors import ConfigError
+from lusd.errors import ConfigError, PromptError
 
 #: Seeds are 0 <= seed < 2**63 (torch takes 64 bits; SQLite stores signed 64-bit integers).
 SEED_LIMIT = 2**63
+#: Words that name nothing in a picture: a target prompt of only these says nothing to edit.
+STOP_WORDS = frozenset((
+    "a", "an", "the", "this", "that", "these", "those", "some", "any", "no", "every", "each",
+    "of", "in", "on", "at", "to", "for", "with", "by", "from", "into", "onto", "over", "under",
+    "near", "off", "up", "down", "out", "about", "as", "and", "or", "but", "nor", "so", "than",
+    "then", "if", "it", "its", "is", "are", "was", "were", "be", "been", "being", "do", "does",
+    "did", "has", "have", "had", "i", "me", "my", "you", "your", "he", "him", "his", "she",
+    "her", "we", "us", "our", "they", "them", "their", "there", "here", "very",
+))  # fmt: skip
+#: Words as the CLIP tokenizer sees them, in any script (a CJK run is one word).
+_WORDS = re.compile(r"[^\W_]+")
 #: An output folder with less free space than this is reported as full before any work.
 MIN_FREE_BYTES = 1_000_000
 
@@ -68,6 +81,28 @@ def _integer(value: Any, name: str) -> int:
         if math.isfinite(number) and number == int(number):
             return int(number)
     raise ConfigError(f"{name} must be an integer, got {value!r}")
+
+
+def check_prompt(text: str, name: str = "target prompt") -> str:
+    """``text`` if it names something; PromptError when it is only stop-words or punctuation.
+
+    Any script counts (the text encoder reads them all); so do emoji and other symbols.
+    An empty prompt is left to the caller, whose message says what that prompt is for.
+    """
+    words = _WORDS.findall(text.casefold())
+    if not text.strip() or any(unicodedata.category(c) == "So" for c in text):
+        return text
+    shown = text.strip() if len(text.strip()) <= 60 else text.strip()[:57] + "..."
+    if not words:
+        raise PromptError(
+            f"the {name} {shown!r} has no words: say what the edited image should show"
+        )
+    if all(word in STOP_WORDS for word in words):
+        raise PromptError(
+            f"the {name} {shown!r} has only stop-words ({', '.join(dict.fromkeys(words))}): "
+            "say what the edited image should show"
+        )
+    return text
 
 
 def check_output_folder(folder: str | os.PathLike, what: str = "output folder") -> Path:

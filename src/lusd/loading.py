@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
-from lusd.errors import DeviceError, ModelLoadError
+from lusd.errors import DeviceError, LUSDError, ModelLoadError
 from lusd.families import SD, SDFamily, family_from_checkpoint_keys, family_from_index
 
 logger = logging.getLogger(__name__)
@@ -90,7 +92,7 @@ def check_model_folder(folder: Path) -> SDFamily:
         raise ModelLoadError(
             f"{folder}: not a {family.title} pipeline (missing {', '.join(missing)})"
         )
-    for name in family.weighted:
+    for name in family.components:
         if not (folder / name).is_dir():
             raise ModelLoadError(f"{folder}: component folder {name}/ is missing")
     return family
@@ -101,10 +103,39 @@ def _named(entry) -> bool:
     return bool(entry) and not (isinstance(entry, list) and entry[0] is None)
 
 
-def _has_only_pickles(folder: Path, family: SDFamily = SD) -> bool:
-    weights = [p for name in family.weighted for p in (folder / name).glob("*")]
-    has_safe = any(p.suffix == ".safetensors" for p in weights)
-    return not has_safe and any(p.suffix in PICKLE_SUFFIXES for p in weights)
+def _pickled_components(folder: Path, family: SDFamily = SD) -> list[str]:
+    """Components whose weights are only pickles (.bin, .ckpt, ...), no .safetensors."""
+    pickled = []
+    for name in family.weighted:
+        suffixes = {p.suffix for p in (folder / name).glob("*")}
+        if ".safetensors" not in suffixes and suffixes & set(PICKLE_SUFFIXES):
+            pickled.append(name)
+    return pickled
+
+
+def check_model_files(model: str | Path, allow_pickle: bool = False) -> None:
+    """What a local model folder or checkpoint file shows without loading: its layout and
+    pickled weights (refused unless ``allow_pickle``). A hub id or absent path passes."""
+    path = Path(model)
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+            raise ModelLoadError(
+                f"{path}: pickled checkpoint ({path.suffix}); it can run code when loaded: "
+                "convert it to .safetensors or pass --allow-pickle if you trust it"
+            )
+        if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
+            raise ModelLoadError(f"{path}: not a model folder or a .safetensors checkpoint")
+        return
+    if not path.is_dir():
+        return
+    family = check_model_folder(path)
+    pickled = _pickled_components(path, family)
+    if pickled and not allow_pickle:
+        folders = ", ".join(f"{name}/" for name in pickled)
+        raise ModelLoadError(
+            f"{path}: only pickled weights (.bin) in {folders}; they can run code "
+            "when loaded: pass --allow-pickle if you trust them"
+        )
 
 
 def load_pipeline(
@@ -138,22 +169,16 @@ def load_pipeline(
                     f"{model} carries its own config"
                 )
             if path.exists():
-                if not path.is_dir():
-                    raise ModelLoadError(f"{path}: not a model folder or a .safetensors checkpoint")
-                family = check_model_folder(path)
-                if _has_only_pickles(path, family) and not allow_pickle:
-                    raise ModelLoadError(
-                        f"{path}: only pickled weights (.bin); they can run code when loaded: "
-                        "pass --allow-pickle if you trust them"
-                    )
+                check_model_files(path, allow_pickle)
             elif _looks_like_local_path(str(model)):
                 raise ModelLoadError(f"model not found: {path}")
             else:
                 _check_hub_family(str(model))
-            pipe = LUSDPipeline.from_pretrained(
-                str(model), torch_dtype=torch_dtype, use_safetensors=not allow_pickle
-            )
-    except (ModelLoadError, DeviceError):
+            with _library_errors_silenced():  # they are raised, and reported as one line
+                pipe = LUSDPipeline.from_pretrained(
+                    str(model), torch_dtype=torch_dtype, use_safetensors=not allow_pickle
+                )
+    except LUSDError:  # already one line: a bad model folder, device, lusd_config.json
         raise
     except Exception as error:  # diffusers/transformers/hub raise many kinds
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -164,6 +189,19 @@ def load_pipeline(
     if getattr(pipe.vae.config, "force_upcast", True):  # fp16 SD/SDXL VAEs overflow
         pipe.vae.to(dtype=torch.float32)
     return pipe
+
+
+@contextlib.contextmanager
+def _library_errors_silenced() -> Iterator[None]:
+    """diffusers logs an error line before raising (e.g. a component without its weights
+    file); the raised error becomes lusd's one line, so the logged copy is dropped."""
+    library = logging.getLogger("diffusers")
+    level = library.level
+    library.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        library.setLevel(level)
 
 
 def _check_hub_family(model_id: str) -> None:
@@ -199,11 +237,7 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
 
     if not path.is_file():
         raise ModelLoadError(f"checkpoint not found: {path}")
-    if path.suffix.lower() != ".safetensors" and not allow_pickle:
-        raise ModelLoadError(
-            f"{path}: pickled checkpoint ({path.suffix}); it can run code when loaded: "
-            "convert it to .safetensors or pass --allow-pickle if you trust it"
-        )
+    check_model_files(path, allow_pickle)
     checkpoint_family = None
     if path.suffix.lower() == ".safetensors":
         checkpoint_family = _check_checkpoint_keys(path)

@@ -21,6 +21,7 @@ from lusd.errors import ConfigError, PromptError
 from lusd.families import SD, SDXL, SDFamily, family_from_index, family_of
 from lusd.focus import resolve_focus
 from lusd.images import DEFAULT_MAX_PIXELS, fit_size, load_image, paste_back, soft_mask
+from lusd.inputs import check_prompt
 
 
 @dataclass
@@ -118,6 +119,7 @@ class LUSDPipeline(DiffusionPipeline):
             raise PromptError("the target prompt is empty: say what the edited image should show")
         if not isinstance(source_prompt, str):
             raise PromptError("the source prompt must be text (it may be empty)")
+        check_prompt(target_prompt)
         for tokenizer in self.family.tokenizers(self):
             check_prompt_length(tokenizer, source_prompt, "source prompt")
             check_prompt_length(tokenizer, target_prompt, "target prompt")

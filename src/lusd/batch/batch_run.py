@@ -63,6 +63,8 @@ class BatchSummary:
     skipped_done: int = 0
     gave_up: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
+    #: rows that failed in this run, with the reason (``id: error``)
+    failures: list[RowError] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -82,6 +84,8 @@ class BatchRun:
         self.outdir = opts.outdir
         self.jobs = {j.id: j for j in jobs}
         self._inputs: dict[str, bytes] = {}
+        #: the rows that failed in this run, in the order they failed
+        self.failures: list[RowError] = []
         self.oracle = opts.oracle if opts.oracle is not None else opts.model is None
 
     def read_input(self, job: JobSpec) -> bytes:
@@ -100,8 +104,7 @@ class BatchRun:
         """Record a worker's output; True when the job is done."""
         data = self._inputs.pop(job.id, b"")
         if not out.ok:
-            self.journal.fail(job.id, out.error, out.seconds)
-            return False
+            return self._fail(job, out.error, out.seconds)
         rel_img, rel_mask = output_paths(job.id)
         try:
             metrics = self._metrics(job, data, out)
@@ -112,9 +115,8 @@ class BatchRun:
             atomic_write(self.outdir / rel_img, out.image_png)
             atomic_write(self.outdir / rel_mask, out.mask_png)
         except Exception as exc:  # disk full, bad worker output, ...
-            log.exception("recording %s failed", job.id)
-            self.journal.fail(job.id, f"{type(exc).__name__}: {exc}", out.seconds)
-            return False
+            log.debug("recording %s failed", job.id, exc_info=True)
+            return self._fail(job, f"{type(exc).__name__}: {exc}", out.seconds)
         self.journal.finish(
             Done(
                 job_id=job.id,
@@ -129,6 +131,11 @@ class BatchRun:
             )
         )
         return True
+
+    def _fail(self, job: JobSpec, error: str, seconds: float) -> bool:
+        self.journal.fail(job.id, error, seconds)
+        self.failures.append(RowError(job.line, f"{job.id}: {error}"))
+        return False
 
     def _metrics(self, job: JobSpec, data: bytes, out: JobOutput) -> dict[str, float]:
         from lusd.eval.metrics import pixel_metrics

@@ -24,7 +24,7 @@ from typing import Any
 
 from lusd.config import PRESETS, field_names
 from lusd.errors import ConfigError, ImageInputError, LUSDError
-from lusd.inputs import check_seed, is_inside
+from lusd.inputs import check_prompt, check_seed, is_inside
 
 #: Accepted spellings of each known column (first one is canonical).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -301,6 +301,7 @@ def _make_row(
     target = _text(rec.get("target_prompt"))
     if not target:
         raise ValueError("the target prompt is empty")
+    check_prompt(target)
     source = _text(rec.get("source_prompt"))
     focus_text = _text(rec.get("focus"))
     focus = tuple(w.strip() for w in focus_text.split(";") if w.strip()) or None

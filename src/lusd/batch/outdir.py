@@ -54,6 +54,22 @@ def run_lock(outdir: Path) -> Iterator[None]:
         fh.close()
 
 
+def check_outdir_free(outdir: Path) -> None:
+    """ConfigError unless OUTDIR is new, empty or a batch's own: run before anything
+    (the run lock included) is written into it, so a refused folder is left as it was."""
+    if not outdir.is_dir() or (outdir / JOURNAL_NAME).exists():
+        return
+    scratch = f"{TMP_PREFIX}{JOURNAL_NAME}"
+    others = [
+        p.name for p in outdir.iterdir() if p.name != LOCK_NAME and not p.name.startswith(scratch)
+    ]
+    if others:
+        raise ConfigError(
+            f"{outdir} is not empty and holds no lusd batch journal; "
+            "choose an empty or new output folder (-o) so nothing is overwritten"
+        )
+
+
 def open_journal(outdir: Path, manifest_path: Path, manifest_sha: str) -> Journal:
     """Open (or create) OUTDIR's journal, refusing folders that belong to something else.
 
@@ -62,17 +78,8 @@ def open_journal(outdir: Path, manifest_path: Path, manifest_sha: str) -> Journa
     """
     journal_file = outdir / JOURNAL_NAME
     if not journal_file.exists():
+        check_outdir_free(outdir)
         scratch = f"{TMP_PREFIX}{JOURNAL_NAME}"
-        others = [
-            p.name
-            for p in outdir.iterdir()
-            if p.name != LOCK_NAME and not p.name.startswith(scratch)
-        ]
-        if others:
-            raise ConfigError(
-                f"{outdir} is not empty and holds no lusd batch journal; "
-                "choose an empty or new output folder (-o) so nothing is overwritten"
-            )
         # build it under a temp name and rename: a kill here leaves no half-made journal
         tmp = outdir / scratch
         for leftover in outdir.glob(f"{scratch}*"):

@@ -21,9 +21,11 @@ from PIL import Image
 from lusd.batch.journal import JOURNAL_NAME, Journal
 from lusd.batch.provenance import OutputDisclosure, cost_per_image, license_line, output_disclosure
 from lusd.batch.report_assets import CSS, JS, histograms_png
+from lusd.errors import ImageInputError
 from lusd.eval.evaluate import summarize
 from lusd.files import atomic_write
-from lusd.inputs import check_int, check_number
+from lusd.images import check_image_file
+from lusd.inputs import check_int, check_number, check_output_folder
 
 #: Metric columns shown in the grid, in order, with their headers.
 COLUMNS = {
@@ -58,6 +60,7 @@ def write_report(
         check_number(hour_price, "--hour-price")
     outdir = Path(outdir)
     path = Path(output) if output else outdir / "report.html"
+    check_output_folder(path.parent, "report folder")
     with Journal(outdir / JOURNAL_NAME, create=False) as journal:
         jobs = [dict(r) for r in journal.jobs()]
         metrics = journal.metrics()
@@ -189,10 +192,11 @@ class _ImageRefs:
         if not self.embed:
             return os.path.relpath(path.resolve(), self.report_dir.resolve())
         try:
+            check_image_file(path)  # the header first: an input replaced by a bomb is refused
             with Image.open(path) as im:
                 im.load()
                 small = im.convert("L" if im.mode == "L" else "RGB")
-        except OSError:
+        except (OSError, ImageInputError):
             return None
         small.thumbnail((self.thumb, self.thumb), Image.Resampling.LANCZOS)
         buf = io.BytesIO()

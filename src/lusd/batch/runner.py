@@ -29,12 +29,14 @@ from lusd.batch.jobs import JobSpec, build_jobs, model_default_config, model_key
 from lusd.batch.journal import Journal
 from lusd.batch.manifest import RowError, read_manifest
 from lusd.batch.outdir import (
+    check_outdir_free,
     open_journal,
     remove_temp_files,
     run_lock,
     sha256_bytes,
     sha256_file,
 )
+from lusd.config import preset_config
 from lusd.credentials import load_signer
 from lusd.errors import ConfigError, ImageInputError, LUSDError
 from lusd.inputs import check_int, check_number, check_output_folder, check_seed
@@ -155,6 +157,7 @@ def run_batch(
                     progress(0, len(todo), "", True)  # planning done, work starts
                 backend = _run_local if opts.backend == "local" else _run_ray
                 backend(run, todo, factory, progress, summary)
+            summary.failures = run.failures
             summary.seconds = time.perf_counter() - start
         finally:
             journal.close()
@@ -171,6 +174,15 @@ def check_options(opts: BatchOptions) -> None:
     if opts.hour_price is not None:
         check_number(opts.hour_price, "--hour-price")
     check_output_folder(opts.outdir, "output folder (-o)")
+    check_outdir_free(Path(opts.outdir).expanduser().absolute())
+    if opts.model is not None:  # a folder or file here: its layout, pickles (workers load it)
+        from lusd.loading import check_model_files  # imports torch
+
+        check_model_files(Path(opts.model).expanduser(), opts.allow_pickle)
+    # --preset, --steps and --set apply to every row: a bad value is one line, not N bad rows
+    preset_config(
+        opts.preset, model_default_config(opts.model_config or opts.model), **opts.overrides
+    )
 
 
 @contextlib.contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -46,6 +47,9 @@ def cli_errors(function: F) -> F:
         except Exception as error:
             if os.environ.get("LUSD_DEBUG"):
                 raise
+            if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+                where = f" writing {error.filename}" if error.filename else ""
+                raise fail(f"no space left on the disk{where}; free some space and retry") from None
             if isinstance(error, OSError) and error.filename is not None:
                 raise fail(f"cannot use {error.filename}: {error.strerror}") from None
             raise fail(
@@ -56,8 +60,20 @@ def cli_errors(function: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def user_error(text: str) -> str:
+    """A recorded ``"ImageInputError: ..."`` as the user reads it: lusd's class names dropped."""
+    import lusd.errors
+
+    name, sep, rest = text.partition(": ")
+    known = isinstance(getattr(lusd.errors, name, None), type)
+    return rest if sep and known else text
+
+
 def quiet_libraries() -> None:
-    """Silence diffusers/transformers chatter and their progress bars (we show our own)."""
+    """Silence diffusers/transformers chatter and their progress bars (we show our own).
+
+    ``LUSD_DEBUG=1`` also shows lusd's debug log, e.g. the traceback of a failed batch row.
+    """
     warnings.filterwarnings("ignore")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import diffusers
@@ -68,6 +84,8 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    if os.environ.get("LUSD_DEBUG"):
+        logging.getLogger("lusd").setLevel(logging.DEBUG)
 
 
 def parse_overrides(pairs: list[str] | None) -> dict[str, str]:

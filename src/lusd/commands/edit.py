@@ -61,10 +61,12 @@ def edit(
     c2pa_key: Path = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
 ) -> None:
     """Edit IMAGE so that it shows --target, changing only what the edit concerns."""
+    from lusd.batch.jobs import model_default_config
     from lusd.commands.common import check_commercial
+    from lusd.config import preset_config
     from lusd.credentials import load_signer
     from lusd.images import load_image, output_format, save_image
-    from lusd.inputs import check_int, check_output_folder, check_seed
+    from lusd.inputs import check_int, check_output_folder, check_prompt, check_seed
 
     output = output or default_output(image)
     for path in (output, save_mask):
@@ -80,10 +82,14 @@ def edit(
         overrides["num_steps"] = steps
     if raw:
         overrides["paste_back"] = False
+    # fail on a bad setting, prompt or image before loading the model
+    preset_config(preset, model_default_config(model_config or model), **overrides)
+    if target.strip():
+        check_prompt(target)
     if require_commercial:
         check_commercial(model)
     signer = load_signer(c2pa_cert, c2pa_key)
-    picture = load_image(image, max_pixels)  # fail on a bad image before loading the model
+    picture = load_image(image, max_pixels)
 
     quiet_libraries()
     from lusd.disclosure import edit_disclosure

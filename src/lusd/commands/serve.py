@@ -42,7 +42,9 @@ def serve(
     ),
     max_queue: int = typer.Option(8, "--max-queue", min=1, help="Edits allowed to wait."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, help="Edits run at once."),
-    max_file_size: str = typer.Option("10mb", "--max-file-size", help="Upload size limit."),
+    max_file_size: str = typer.Option(
+        "10mb", "--max-file-size", help="Upload size limit; larger files are refused unread."
+    ),
     max_pixels: int = typer.Option(
         16_000_000, "--max-pixels", min=1, help="Pixel limit of a picture."
     ),

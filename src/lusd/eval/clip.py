@@ -31,6 +31,11 @@ class ClipScorer:
         from transformers import CLIPModel
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        text = str(path)
+        if not Path(text).expanduser().exists() and (
+            text.startswith((".", "/", "~")) or text.count("/") != 1  # not a hub id
+        ):
+            raise ModelLoadError(f"CLIP model not found: {path} (give a CLIPModel folder)")
         try:
             self.model = CLIPModel.from_pretrained(str(path)).to(self.device).eval()
         except Exception as exc:  # transformers raises OSError, ValueError, ...

@@ -23,6 +23,7 @@ from PIL import Image
 from lusd.errors import ConfigError, ImageInputError
 from lusd.eval.metrics import clip_auc, pixel_metrics, swept_mean
 from lusd.eval.oracle import oracle_available, oracle_metrics
+from lusd.inputs import check_output_folder
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ def evaluate_outdir(
 
     outdir = Path(outdir)
     with Journal(outdir / JOURNAL_NAME, create=False) as journal:
+        check_output_folder(outdir, "batch folder")  # metrics.json goes there
         if oracle is None:
             oracle = json.loads(journal.get_meta("oracle") or "false")
         scorer, notes = _scorer(clip, device, oracle)
@@ -128,6 +130,7 @@ def evaluate_manifest(
     """MagicBrush-style layout: rows with an input ``image``, ``target_prompt`` and ``edited``."""
     from lusd.batch.manifest import read_manifest
 
+    check_output_folder(Path(out_csv).parent, "metrics folder (-o)")
     m = read_manifest(manifest, allowed_dirs=allowed_dirs)
     if m.errors:
         raise ConfigError("; ".join(str(e) for e in m.errors[:10]))

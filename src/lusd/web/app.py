@@ -21,9 +21,11 @@ from lusd.web.editing import (
     AppSettings,
     Editor,
     EditRecord,
+    check_file_size,
     list_examples,
     new_seed,
     plain_message,
+    too_large_message,
 )
 
 log = logging.getLogger(__name__)
@@ -36,7 +38,6 @@ INTRO = (
 )
 UNEXPECTED = "The edit failed unexpectedly. Try again, or go back to an earlier result below."
 BAD_UPLOAD = "This file is not a picture the app can read. Use a PNG, JPEG or WebP image."
-TOO_LARGE = "This file is larger than the app accepts. Use a smaller picture."
 CSS = """
 #lusd-input img, #lusd-compare img, #lusd-gallery img { image-rendering: pixelated; }
 #lusd-input img { width: 100%; height: 100%; object-fit: contain; }
@@ -64,14 +65,16 @@ def _plain_upload_errors(component: gr.Image, settings: AppSettings) -> gr.Image
     def preprocess(payload: Any) -> Any:
         path, url = getattr(payload, "path", None), str(getattr(payload, "url", None) or "")
         if url.startswith("data:") and len(url) * 3 // 4 > settings.max_file_bytes:
-            raise gr.Error(TOO_LARGE, title="Cannot use the picture", print_exception=False)
+            message = too_large_message(settings)
+            raise gr.Error(message, title="Cannot use the picture", print_exception=False)
         if path and not url.startswith("data:"):
             try:
-                check_image_file(path, settings.max_pixels)
+                check_file_size(path, settings)  # gradio's upload route checks it too
+                check_image_file(path, settings.max_pixels)  # reads the header only
             except ImageInputError as error:
                 log.info("refused an upload: %s", error)
-                too_big = "pixels" in str(error)  # else: not an image, or a broken one
-                message = plain_message(error, path) if too_big else BAD_UPLOAD
+                too_big = "pixels" in str(error) or "larger than" in str(error)
+                message = plain_message(error, path) if too_big else BAD_UPLOAD  # or broken
                 title = "Cannot use the picture"
                 raise gr.Error(message, title=title, print_exception=False) from None
         try:

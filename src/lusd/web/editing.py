@@ -38,6 +38,7 @@ _SEED_LIMIT = 2**31 - 1
 #: Overlay colour of the mask view (RGB) and its strongest opacity.
 _MASK_TINT = np.array([255, 40, 200], dtype=np.float32)
 _MASK_ALPHA = 0.6
+_BYTES_PER = {"GB": 1024**3, "MB": 1024**2, "KB": 1024, "bytes": 1}
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,24 @@ def plain_message(error: LUSDError, path: str | None = None) -> str:
     return text[:1].upper() + text[1:]
 
 
+def too_large_message(settings: AppSettings) -> str:
+    """The page's one line for an upload over ``--max-file-size``."""
+    size = settings.max_file_bytes
+    unit = next((u for u in ("GB", "MB", "KB") if size >= _BYTES_PER[u]), "bytes")
+    limit = f"{size / _BYTES_PER[unit]:.3g} {unit}"
+    return f"This file is larger than the app accepts ({limit}). Use a smaller picture."
+
+
+def check_file_size(path: str | Path, settings: AppSettings) -> None:
+    """ImageInputError if the file at ``path`` is over the upload limit (read before decoding)."""
+    try:
+        size = Path(path).stat().st_size
+    except OSError:
+        return  # missing or unreadable: the image loader says so in its own words
+    if size > settings.max_file_bytes:
+        raise ImageInputError(too_large_message(settings))
+
+
 class Editor:
     """Runs edits for the app with one loaded pipeline and writes results to ``workdir``."""
 
@@ -205,6 +224,7 @@ class Editor:
     def load(self, image_path: str) -> Image.Image:
         from lusd.images import load_image
 
+        check_file_size(image_path, self.settings)
         try:
             return load_image(image_path, max_pixels=self.settings.max_pixels)
         except ImageInputError as error:
