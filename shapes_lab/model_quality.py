@@ -204,7 +204,7 @@ def position_probe(pipe, seeds: int = 8, steps: int = 30) -> dict[str, float]:
 
 
 def sample_grid(images: list, prompts: list[str], path, cols: int = 8, scale: int = 2) -> None:
-    """A grid of generated images (first ``cols * 3``) for the docs."""
+    """A grid of generated images (first ``cols * 3``), the model's sample sheet."""
     from PIL import Image
 
     n = min(len(images), cols * 3)
@@ -230,7 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prompts", type=int, default=200)
     p.add_argument("--vae-scenes", type=int, default=500)
     p.add_argument("--out", type=Path, default=Path("bench/results/shapes_model_quality.json"))
-    p.add_argument("--docs", type=Path, default=Path("docs"))
+    p.add_argument(
+        "--samples-dir",
+        type=Path,
+        default=Path("bench/results/samples"),
+        help="where the sample sheet and training curves go",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     from lusd.shapes.generate import load_t2i
@@ -259,20 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     tmp = args.out.with_suffix(".tmp")
     tmp.write_text(json.dumps(result, indent=1) + "\n")
     os.replace(tmp, args.out)
-    args.docs.mkdir(parents=True, exist_ok=True)
+    args.samples_dir.mkdir(parents=True, exist_ok=True)
     half = len(images) // 2
     pick = list(range(min(12, half))) + list(range(half, min(half + 12, len(images))))
     sample_grid(
-        [images[i] for i in pick], [prompts[i] for i in pick], args.docs / "shapes-samples.png"
+        [images[i] for i in pick],
+        [prompts[i] for i in pick],
+        args.samples_dir / "shapes-samples.png",
     )
     lines = [
         f"{k}: {prompts[i]} -> {'ok' if judgements[i].ok else 'wrong'}" for k, i in enumerate(pick)
     ]
-    (args.docs / "shapes-samples.txt").write_text("\n".join(lines) + "\n")
+    (args.samples_dir / "shapes-samples.txt").write_text("\n".join(lines) + "\n")
     if args.work is not None:
         from shapes_lab.curves import plot_curves
 
-        plot_curves(args.work, args.docs / "shapes-training.png")
+        plot_curves(args.work, args.samples_dir / "shapes-training.png")
     return 0
 
 
