@@ -89,9 +89,9 @@ def check_prompt(text: str, name: str = "target prompt") -> str:
     Any script counts (the text encoder reads them all); so do emoji and other symbols.
     An empty prompt is left to the caller, whose message says what that prompt is for.
     """
-    words = _WORDS.findall(text.casefold())
     if not text.strip() or any(unicodedata.category(c) == "So" for c in text):
         return text
+    words = _WORDS.findall(text.casefold())
     shown = text.strip() if len(text.strip()) <= 60 else text.strip()[:57] + "..."
     if not words:
         raise PromptError(

@@ -84,8 +84,7 @@ def edit(
         overrides["paste_back"] = False
     # fail on a bad setting, prompt or image before loading the model
     preset_config(preset, model_default_config(model_config or model), **overrides)
-    if target.strip():
-        check_prompt(target)
+    check_prompt(target)  # an empty target is refused by pipe.check_inputs, in its words
     if require_commercial:
         check_commercial(model)
     signer = load_signer(c2pa_cert, c2pa_key)
