@@ -82,8 +82,11 @@ def test_clip_scores_match_clipmodel_forward(tiny_clip_dir):
 def test_bad_clip_path_is_a_model_load_error(tmp_path):
     from lusd.eval.clip import ClipScorer
 
-    with pytest.raises(ModelLoadError, match="cannot load a CLIP model"):
+    with pytest.raises(ModelLoadError, match="CLIP model not found"):
         ClipScorer(tmp_path / "nothing", "cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelLoadError, match="cannot load a CLIP model"):
+        ClipScorer(tmp_path / "empty", "cpu")
 
 
 def test_eval_outdir_adds_clip_metrics_and_auc(tmp_path, tiny_clip_dir):

@@ -38,7 +38,7 @@ def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "bomb.png"
     Image.new("L", (400, 400)).save(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
-    with pytest.raises(ImageInputError, match="too many pixels|over the limit"):
+    with pytest.raises(ImageInputError, match="decompression-bomb limit"):
         load_image(path)
 
 

@@ -109,8 +109,8 @@ def _bomb(error: Exception, name: str) -> ImageInputError:
     found = re.search(r"\((\d+) pixels\)", str(error))
     pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
     return ImageInputError(
-        f"{name}: {pixels}, over the decompression-bomb limit of {Image.MAX_IMAGE_PIXELS:,} "
-        "pixels that no pixel limit raises; downscale it"
+        f"{name}: {pixels}, over Pillow's decompression-bomb limit of "
+        f"{Image.MAX_IMAGE_PIXELS:,} pixels (a hard cap); downscale it"
     )
 
 
