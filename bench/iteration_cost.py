@@ -19,11 +19,11 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
 from machine import machine  # bench/ is on sys.path when run as a script
+from timing import mask_distiller, timed, use_attention
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -86,12 +86,10 @@ class Bench:
     """One model, three ways to run an iteration on the same batch of two."""
 
     def __init__(self, model: str, device: str):
-        from lusd.attention import AttentionStore, choose_mask_layers, refined_map
-        from lusd.config import EditConfig
-        from lusd.distill import Conditioning, Distiller
+        from lusd.distill import Conditioning
 
         unet, size, (tokens, width) = load_unet(model)
-        self.device, self.size = device, size
+        self.device = device
         self.dtype = torch.float16 if device == "cuda" else torch.float32
         self.unet = unet.to(device, self.dtype).eval()
         gen = torch.Generator().manual_seed(0)
@@ -100,51 +98,32 @@ class Bench:
             torch.randn(1, tokens, width, generator=gen).to(device, self.dtype) for _ in range(3)
         ]
         self.cond = Conditioning(*text)
-        self.layers = choose_mask_layers(self.unet)
-        self.store = AttentionStore(focus=torch.tensor([5, 6]), latent_hw=(size, size))
         self.sink: list = []
 
         def predict(x, t, e):
             return self.unet(x.to(self.dtype), t, encoder_hidden_states=e).sample
 
-        self.distiller = Distiller(
-            predict,
-            torch.linspace(0.9991, 0.0047, 1000),
-            EditConfig(num_steps=1, use_filter=False),
-            gen,
-            capture=self.store.reset,
-            read_mask=lambda: refined_map(self.store, (size, size), self.layers),
-        )
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
+        self.layers, self.store, self.distiller = mask_distiller(self.unet, predict, size, gen)
 
     @torch.inference_mode()
     def once(self, variant: str) -> tuple[float, float]:
         """(wall seconds, CPU seconds of this process) of one run of ``variant``."""
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
-        from lusd.attention import install_capture
-
+        if variant == "lusd":
+            use_attention(self.unet, variant, self.layers, self.store)
+            return timed(
+                self.device, lambda: self.distiller.run(self.latents, self.cond, use_mask=True)
+            )
         if variant == "bare":
-            self.unet.set_attn_processor(AttnProcessor2_0())
-        elif variant == "lusd":
-            install_capture(self.unet, self.layers, self.store)
+            use_attention(self.unet, variant, self.layers, self.store)
         else:
             self.unet.set_attn_processor(ExplicitStoreProcessor(self.sink))
         batch = self.latents.repeat(2, 1, 1, 1).to(self.dtype)
         embeddings = torch.cat([self.cond.source, self.cond.target])
         timestep = torch.tensor([500, 500], device=self.device)
         self.sink.clear()
-        self.sync()
-        start, start_cpu = time.perf_counter(), time.process_time()
-        if variant == "lusd":
-            self.distiller.run(self.latents, self.cond, use_mask=True)
-        else:
-            self.unet(batch, timestep, encoder_hidden_states=embeddings)
-        self.sync()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+        return timed(
+            self.device, lambda: self.unet(batch, timestep, encoder_hidden_states=embeddings)
+        )
 
 
 def peak_memory(model: str, variant: str, device: str) -> float:

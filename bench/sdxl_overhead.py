@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 from machine import machine  # bench/ is on sys.path when run as a script
+from timing import mask_distiller, timed, use_attention
 
 RESULTS = Path(__file__).parent / "results"
 SDXL_CHANNELS = (320, 640, 1280)
@@ -63,9 +63,7 @@ def sdxl_shaped_unet(channels: tuple[int, int, int], latent: int):
 
 class Bench:
     def __init__(self, channels: tuple[int, int, int], latent: int, device: str):
-        from lusd.attention import AttentionStore, choose_mask_layers, refined_map
-        from lusd.config import EditConfig
-        from lusd.distill import Conditioning, Distiller, concat_embeddings
+        from lusd.distill import Conditioning, concat_embeddings
         from lusd.families import SDXL, XLConditioning, time_ids_for
 
         self.device = device
@@ -87,47 +85,24 @@ class Bench:
 
         self.cond = Conditioning(prompt(), prompt())
         self.batch_cond = concat_embeddings([self.cond.source, self.cond.target])
-        self.layers = choose_mask_layers(self.unet)
-        self.store = AttentionStore(focus=torch.tensor([5, 6]), latent_hw=(latent, latent))
 
         def predict(x, t, embeddings):
             return self.unet(x.to(self.dtype), t, **SDXL.unet_kwargs(embeddings)).sample
 
         self.predict = predict
-        self.distiller = Distiller(
-            predict,
-            torch.linspace(0.9991, 0.0047, 1000),
-            EditConfig(num_steps=1, use_filter=False),
-            gen,
-            capture=self.store.reset,
-            read_mask=lambda: refined_map(self.store, (latent, latent), self.layers),
-        )
-
-    def sync(self) -> None:
-        if self.device == "cuda":
-            torch.cuda.synchronize()
+        self.layers, self.store, self.distiller = mask_distiller(self.unet, predict, latent, gen)
 
     @torch.inference_mode()
     def once(self, variant: str) -> tuple[float, float]:
         """(wall seconds, CPU seconds of this process) of one run of ``variant``."""
-        from diffusers.models.attention_processor import AttnProcessor2_0
-
-        from lusd.attention import install_capture
-
-        if variant == "bare":
-            self.unet.set_attn_processor(AttnProcessor2_0())
-        else:
-            install_capture(self.unet, self.layers, self.store)
+        use_attention(self.unet, variant, self.layers, self.store)
+        if variant == "lusd":
+            return timed(
+                self.device, lambda: self.distiller.run(self.latents, self.cond, use_mask=True)
+            )
         batch = self.latents.repeat(2, 1, 1, 1)
         timestep = torch.tensor([500, 500], device=self.device)
-        self.sync()
-        start, start_cpu = time.perf_counter(), time.process_time()
-        if variant == "lusd":
-            self.distiller.run(self.latents, self.cond, use_mask=True)
-        else:
-            self.predict(batch, timestep, self.batch_cond)
-        self.sync()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+        return timed(self.device, lambda: self.predict(batch, timestep, self.batch_cond))
 
 
 def main() -> None:

@@ -1,0 +1,54 @@
+"""The harness the cost benches share: one LUSD iteration on a UNet, and a clock that
+waits for the GPU."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+
+def mask_distiller(unet, predict: Callable, latent: int, gen: torch.Generator):
+    """(mask layers, attention store, Distiller) running one LUSD iteration on ``unet``,
+    with the mask read from focus tokens 5 and 6 and no filter (every step costs alike)."""
+    from lusd.attention import AttentionStore, choose_mask_layers, refined_map
+    from lusd.config import EditConfig
+    from lusd.distill import Distiller
+
+    layers = choose_mask_layers(unet)
+    store = AttentionStore(focus=torch.tensor([5, 6]), latent_hw=(latent, latent))
+    distiller = Distiller(
+        predict,
+        torch.linspace(0.9991, 0.0047, 1000),
+        EditConfig(num_steps=1, use_filter=False),
+        gen,
+        capture=store.reset,
+        read_mask=lambda: refined_map(store, (latent, latent), layers),
+    )
+    return layers, store, distiller
+
+
+def use_attention(unet, variant: str, layers, store) -> None:
+    """diffusers' default SDPA everywhere ("bare") or lusd's mask capture ("lusd")."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    from lusd.attention import install_capture
+
+    if variant == "bare":
+        unet.set_attn_processor(AttnProcessor2_0())
+    elif variant == "lusd":
+        install_capture(unet, layers, store)
+    else:
+        raise ValueError(f"unknown variant {variant!r}")
+
+
+def timed(device: str, run: Callable[[], object]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of ``run()``, the GPU's work included."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start, start_cpu = time.perf_counter(), time.process_time()
+    run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, time.process_time() - start_cpu
