@@ -46,7 +46,10 @@ def run_sweep() -> list[dict]:
                     "input": case.what,
                     "expected": case.expect,
                     "attempts": len(outcomes),
-                    "outcome": verdict(case, outcomes),
+                    # paths relative to the case's folder: the table reads the same on every run
+                    "outcome": verdict(case, outcomes)
+                    .replace(f"{root / 'cases' / case.id}/", "")
+                    .replace(str(root), "<tmp>"),
                     "tracebacks": sum("Traceback" in o.out + o.err for o in outcomes),
                     "problems": found,
                     "seconds": round(time.perf_counter() - start, 2),
