@@ -53,6 +53,18 @@ class BatchOptions:
     allow_dirs: tuple[Path, ...] = ()
 
 
+@dataclass(frozen=True)
+class RowFailure:
+    """A row that ran in this batch and failed, with the reason."""
+
+    line: int
+    row_id: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"line {self.line} ({self.row_id}): {self.error}"
+
+
 @dataclass
 class BatchSummary:
     total_rows: int
@@ -63,8 +75,8 @@ class BatchSummary:
     skipped_done: int = 0
     gave_up: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
-    #: rows that failed in this run, with the reason (``id: error``)
-    failures: list[RowError] = field(default_factory=list)
+    #: rows that failed in this run, with the reason
+    failures: list[RowFailure] = field(default_factory=list)
     seconds: float = 0.0
 
     @property
@@ -85,7 +97,7 @@ class BatchRun:
         self.jobs = {j.id: j for j in jobs}
         self._inputs: dict[str, bytes] = {}
         #: the rows that failed in this run, in the order they failed
-        self.failures: list[RowError] = []
+        self.failures: list[RowFailure] = []
         self.oracle = opts.oracle if opts.oracle is not None else opts.model is None
 
     def read_input(self, job: JobSpec) -> bytes:
@@ -134,7 +146,7 @@ class BatchRun:
 
     def _fail(self, job: JobSpec, error: str, seconds: float) -> bool:
         self.journal.fail(job.id, error, seconds)
-        self.failures.append(RowError(job.line, f"{job.id}: {error}"))
+        self.failures.append(RowFailure(job.line, job.id, error))
         return False
 
     def _metrics(self, job: JobSpec, data: bytes, out: JobOutput) -> dict[str, float]:

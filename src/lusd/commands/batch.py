@@ -68,7 +68,7 @@ def batch(
     ),
 ) -> None:
     """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped."""
-    from lusd.batch.runner import BatchOptions, check_options, run_batch
+    from lusd.batch.runner import BatchOptions, run_batch
     from lusd.commands.common import quiet_libraries, user_error
 
     overrides: dict[str, object] = dict(parse_overrides(settings))
@@ -99,20 +99,19 @@ def batch(
         hour_price=hour_price,
         allow_dirs=tuple(allow_dirs or ()),
     )
-    check_options(opts)  # before any note: a bad value is the one line printed
-    if backend == "local" and workers > 1:
-        err_console.print(
-            "[yellow]note:[/] --workers applies to --backend ray; the local backend runs one "
-            "edit at a time"
-        )
     quiet_libraries()
     summary = _with_progress(opts, run_batch) if progress else run_batch(opts)
+    if backend == "local" and workers > 1:  # after the run: a bad option is the one line
+        err_console.print(
+            "[yellow]note:[/] --workers applies to --backend ray; the local backend ran one "
+            "edit at a time"
+        )
     for bad in summary.bad_rows:
         err_console.print(f"[yellow]skipped[/] {manifest.name} {bad}")
     for failure in summary.failures:
-        row_id, _, error = failure.message.partition(": ")
         err_console.print(
-            f"[red]failed[/] {manifest.name} line {failure.line} ({row_id}): {user_error(error)}"
+            f"[red]failed[/] {manifest.name} line {failure.line} ({failure.row_id}): "
+            f"{user_error(failure.error)}"
         )
     if summary.changed:
         err_console.print(
