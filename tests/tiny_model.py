@@ -11,6 +11,24 @@ from transformers import CLIPTextConfig, CLIPTextModel
 from lusd.tokenizer import clip_tokenizer
 
 
+def tiny_vae(**config) -> AutoencoderKL:
+    """Seeded random VAE in SD's layout, factor 2 (``config`` adds to or overrides it)."""
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        **{
+            "block_out_channels": [8, 16],
+            "in_channels": 3,
+            "out_channels": 3,
+            "down_block_types": ["DownEncoderBlock2D"] * 2,
+            "up_block_types": ["UpDecoderBlock2D"] * 2,
+            "latent_channels": 4,
+            "norm_num_groups": 4,
+            "sample_size": 32,
+            **config,
+        }
+    )
+
+
 def tiny_components(prediction_type: str = "epsilon") -> dict:
     """UNet with attention at latent, latent/2 and latent/4 (like SD), VAE factor 2."""
     torch.manual_seed(0)
@@ -26,17 +44,7 @@ def tiny_components(prediction_type: str = "epsilon") -> dict:
         attention_head_dim=2,
         norm_num_groups=4,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[8, 16],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-    )
+    vae = tiny_vae()
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(
         CLIPTextConfig(

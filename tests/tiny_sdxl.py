@@ -13,7 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
+from tiny_model import tiny_vae
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from lusd.tokenizer import clip_tokenizer
@@ -58,19 +59,7 @@ def tiny_sdxl_components() -> dict:
         projection_class_embeddings_input_dim=6 * TIME_EMBED + PROJECTION,
         norm_num_groups=4,
     )
-    torch.manual_seed(0)
-    vae = AutoencoderKL(
-        block_out_channels=[8, 16],
-        in_channels=3,
-        out_channels=3,
-        down_block_types=["DownEncoderBlock2D"] * 2,
-        up_block_types=["UpDecoderBlock2D"] * 2,
-        latent_channels=4,
-        norm_num_groups=4,
-        sample_size=32,
-        scaling_factor=0.13025,
-        force_upcast=True,
-    )
+    vae = tiny_vae(scaling_factor=0.13025, force_upcast=True)
     torch.manual_seed(0)
     text_encoder = CLIPTextModel(_clip_config(WIDTH_1))
     torch.manual_seed(1)
