@@ -61,9 +61,6 @@ class RowFailure:
     row_id: str
     error: str
 
-    def __str__(self) -> str:
-        return f"line {self.line} ({self.row_id}): {self.error}"
-
 
 @dataclass
 class BatchSummary:
