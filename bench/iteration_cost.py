@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 import torch
-from machine import machine  # bench/ is on sys.path when run as a script
+from machine import machine, process_memory_mb  # bench/ is on sys.path when run as a script
 from timing import mask_distiller, timed, use_attention
 
 RESULTS = Path(__file__).parent / "results"
@@ -137,8 +137,7 @@ def peak_memory(model: str, variant: str, device: str) -> float:
         return torch.cuda.max_memory_allocated() / 2**20
     # VmHWM belongs to this process image; ru_maxrss would include the parent's peak
     # (Linux carries it across fork and exec).
-    status = Path("/proc/self/status").read_text().splitlines()
-    return int(next(x for x in status if x.startswith("VmHWM:")).split()[1]) / 1024
+    return process_memory_mb("self", "VmHWM")
 
 
 def timings(model: str, device: str, repeats: int) -> dict[str, list[tuple[float, float]]]:

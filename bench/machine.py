@@ -32,6 +32,15 @@ def machine() -> dict:
     return info
 
 
+def process_memory_mb(pid: int | str = "self", field: str = "VmHWM") -> float:
+    """VmRSS (now) or VmHWM (peak) of process ``pid`` in MiB, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for process {pid}")
+
+
 def machine_line() -> str:
     """One line for a table caption: ``2-core AMD EPYC ..., CPU only``."""
     return f"{os.cpu_count()}-core {cpu_model()}, CPU only"

@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 from gradio_client import Client, handle_file
 from gradio_client.utils import QueueError, Status
-from machine import machine_line  # bench/ is on sys.path when run as a script
+from machine import machine_line, process_memory_mb  # bench/ is on sys.path when run as a script
 
 from lusd.shapes import EXAMPLES_DIR
 from lusd.web.editing import list_examples
@@ -45,15 +45,6 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def _memory_mb(pid: int, field: str) -> float:
-    """VmRSS (now) or VmHWM (peak) of ``pid`` in MiB, from /proc."""
-    with open(f"/proc/{pid}/status", encoding="utf-8") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no {field} for process {pid}")
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -139,13 +130,13 @@ def main() -> None:
         samples: list[float] = []
         try:
             _wait_ready(url, process)
-            idle_mb = _memory_mb(process.pid, "VmRSS")
+            idle_mb = process_memory_mb(process.pid, "VmRSS")
             picture = handle_file(image)
             sampling = threading.Event()
 
             def sample() -> None:
                 while not sampling.wait(0.25):
-                    samples.append(_memory_mb(process.pid, "VmRSS"))
+                    samples.append(process_memory_mb(process.pid, "VmRSS"))
 
             sampler = threading.Thread(target=sample, daemon=True)
             sampler.start()
@@ -161,7 +152,7 @@ def main() -> None:
                     ]
                     results += [future.result(timeout=1800) for future in futures]
                 round_s.append(round(time.perf_counter() - began, 1))
-                rss_after_round.append(round(_memory_mb(process.pid, "VmRSS"), 1))
+                rss_after_round.append(round(process_memory_mb(process.pid, "VmRSS"), 1))
             after = Client(url, verbose=False).predict(
                 picture, source, target, "", 1, 0, False, api_name="/edit"
             )[2]
@@ -173,8 +164,8 @@ def main() -> None:
                 files={"files": ("big.png", big, "image/png")},
                 timeout=60,
             )
-            peak_mb = _memory_mb(process.pid, "VmHWM")
-            final_mb = _memory_mb(process.pid, "VmRSS")
+            peak_mb = process_memory_mb(process.pid, "VmHWM")
+            final_mb = process_memory_mb(process.pid, "VmRSS")
         finally:
             process.send_signal(signal.SIGINT)
             try:
