@@ -164,6 +164,25 @@ def read_model_config(folder: str | Path) -> EditConfig:
         raise ConfigError(f"{path}: {error}") from None
 
 
+def model_default_config(model: str | None) -> EditConfig:
+    """The model's own defaults (``lusd_config.json`` in its folder), without loading it.
+
+    Model ``None`` is the shipped shapes model. Anything that is not a local folder
+    (a hub id, a single file) gets the paper's values, as the pipeline does.
+    """
+    folder = _model_folder(model)
+    return EditConfig() if folder is None else read_model_config(folder)
+
+
+def _model_folder(model: str | None) -> Path | None:
+    if model is None:
+        from lusd.shapes import SHAPES_MODEL_DIR
+
+        return Path(SHAPES_MODEL_DIR)
+    p = Path(model).expanduser()
+    return p if p.is_dir() else None
+
+
 def field_names() -> set[str]:
     return {f.name for f in fields(EditConfig)}
 

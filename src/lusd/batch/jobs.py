@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from lusd.batch.manifest import ManifestRow, RowError
-from lusd.config import EditConfig, preset_config, read_model_config
+from lusd.config import EditConfig, preset_config
 from lusd.errors import LUSDError
 
 log = logging.getLogger(__name__)
@@ -33,25 +33,6 @@ class JobSpec:
     #: how outputs name the model, and its weights' hash (for the AI-edit disclosure)
     model_name: str = ""
     weights_hash: str = ""
-
-
-def model_default_config(model: str | None) -> EditConfig:
-    """The model's own defaults (``lusd_config.json`` in its folder), without loading it.
-
-    Model ``None`` is the shipped shapes model. Anything that is not a local folder
-    (a hub id, a single file) gets the paper's values, as the pipeline does.
-    """
-    folder = _model_folder(model)
-    return EditConfig() if folder is None else read_model_config(folder)
-
-
-def _model_folder(model: str | None) -> Path | None:
-    if model is None:
-        from lusd.shapes import SHAPES_MODEL_DIR
-
-        return Path(SHAPES_MODEL_DIR)
-    p = Path(model).expanduser()
-    return p if p.is_dir() else None
 
 
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".ckpt", ".pt", ".pth"})

@@ -25,7 +25,7 @@ from lusd.batch.execute import (
     execute,
 )
 from lusd.batch.execute import worker_name as _worker_name
-from lusd.batch.jobs import JobSpec, build_jobs, model_default_config, model_key
+from lusd.batch.jobs import JobSpec, build_jobs, model_key
 from lusd.batch.journal import Journal
 from lusd.batch.manifest import RowError, read_manifest
 from lusd.batch.outdir import (
@@ -36,7 +36,7 @@ from lusd.batch.outdir import (
     sha256_bytes,
     sha256_file,
 )
-from lusd.config import preset_config
+from lusd.config import model_default_config, preset_config
 from lusd.credentials import load_signer
 from lusd.errors import ConfigError, ImageInputError, LUSDError
 from lusd.inputs import check_int, check_number, check_output_folder, check_seed

@@ -61,9 +61,8 @@ def edit(
     c2pa_key: Path = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
 ) -> None:
     """Edit IMAGE so that it shows --target, changing only what the edit concerns."""
-    from lusd.batch.jobs import model_default_config
     from lusd.commands.common import check_commercial
-    from lusd.config import preset_config
+    from lusd.config import model_default_config, preset_config
     from lusd.credentials import load_signer
     from lusd.images import load_image, output_format, save_image
     from lusd.inputs import check_int, check_output_folder, check_prompt, check_seed
