@@ -164,6 +164,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "locations wide (8: the 8x8 layers, not the 4x4 ones)",
     )
     p.add_argument(
+        "--ground-self",
+        type=float,
+        default=0.0,
+        metavar="W",
+        help="weight of the self-attention grounding loss at the 16x16 self-attention "
+        "layers, for the whole run (shapes_lab.grounding; 0 = off)",
+    )
+    p.add_argument(
         "--vae-from",
         type=_vae_source,
         default=None,

@@ -20,6 +20,7 @@ from shapes_lab.grounding import (
     owners_from_timestep,
     remove_grounding,
     scene_masks,
+    self_grounding_loss,
     token_owners,
 )
 from shapes_lab.models import Arch, build_scheduler, build_text_encoder, build_unet
@@ -215,6 +216,7 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         }
 
     grounded = bool(args.ground_token or args.ground_pixel)
+    grounds_self = args.ground_self > 0
     grounding = None
     bar = run.progress_bar(hidden=args.no_progress)
     model.train()
@@ -231,9 +233,10 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             # smaller than the mix's, and moments carried over would shrink their steps.
             opt.state.clear()
         ground_words = ground_words_at(args, run.step)
-        if ground_words and grounding is None:
-            grounding = install_grounding(unet)  # after the EMA copy: only the trained UNet records
-        elif grounding is not None and not ground_words:
+        if (ground_words or grounds_self) and grounding is None:
+            # after the EMA copy: only the trained UNet records
+            grounding = install_grounding(unet, self_attention=grounds_self)
+        elif grounding is not None and not (ground_words or grounds_self):
             remove_grounding(unet)
             grounding = None
         run.set_lr(opt)
@@ -249,16 +252,19 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
         zt = sched.add_noise(z, noise, t).contiguous(memory_format=torch.channels_last)
         cond = text(ids)[0]
         if grounding is not None:
-            grounding.maps.clear()
+            grounding.clear()
         pred = unet(zt, t, encoder_hidden_states=cond).sample
         w, target = _loss_weight_and_target(sched, snr[t], z, noise, t)
         per = F.mse_loss(pred, target, reduction="none").mean(dim=(1, 2, 3))
         loss = (w * per).mean()
-        if grounding is not None:
+        if ground_words:
             token_loss, pixel_loss = grounding_losses(
                 grounding.maps, owners, masks, args.ground_min_side
             )
             loss = loss + args.ground_token * token_loss + args.ground_pixel * pixel_loss
+        if grounds_self:
+            self_loss = self_grounding_loss(grounding.self_maps, masks)
+            loss = loss + args.ground_self * self_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -273,11 +279,13 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
                 "lr": opt.param_groups[0]["lr"],
             }
             if grounded:  # nan for the steps outside the grounding window
-                off = grounding is None
+                off = not ground_words
                 record.update(
                     token_loss=math.nan if off else token_loss.item(),
                     pixel_loss=math.nan if off else pixel_loss.item(),
                 )
+            if grounds_self:
+                record["self_loss"] = self_loss.item()
             run.record(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
         run.maybe_checkpoint(make_state)

@@ -26,6 +26,8 @@ from shapes_lab.grounding import (
     install_grounding,
     owners_from_timestep,
     scene_masks,
+    scene_regions,
+    self_grounding_loss,
     token_owners,
 )
 
@@ -172,3 +174,37 @@ def test_grounding_processor_changes_nothing_but_records_every_cross_attention()
     assert {m.shape[1] for m in store.maps} == {64, 16}  # 8x8 and 4x4
     for m in store.maps:
         torch.testing.assert_close(m.sum(-1), torch.ones(m.shape[:2]))
+
+
+def test_self_grounding_rewards_attention_that_stays_in_its_region():
+    masks = scene_masks(SCENE)[None]
+    regions = scene_regions(masks)[0]
+    assert set(regions.tolist()) == {0, 1, 3}  # both objects and the background
+    same = (regions[:, None] == regions[None, :]).float()
+    coherent = same / same.sum(-1, keepdim=True)
+    uniform = torch.full_like(coherent, 1 / coherent.shape[-1])
+    assert self_grounding_loss([coherent[None]], masks) < 1e-6
+    # uniform attention leaves most of an object's attention outside it
+    assert self_grounding_loss([uniform[None]], masks) > 0.3
+    with pytest.raises(ValueError, match="no self-attention layer"):
+        self_grounding_loss([], masks)
+
+
+def test_self_grounding_processor_records_only_the_latent_resolution_layers():
+    from test_shapes_model import TINY_ARCH
+
+    from shapes_lab.models import Arch, build_unet
+
+    torch.manual_seed(0)
+    arch = json.loads(TINY_ARCH)
+    arch["unet_down_blocks"] = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+    unet = build_unet(Arch.from_dict(arch))
+    args = (torch.randn(2, 4, 16, 16), torch.tensor([10, 900]), torch.randn(2, 77, 16))
+    with torch.no_grad():
+        plain = unet(*args).sample
+        store = install_grounding(unet, self_attention=True)
+        grounded = unet(*args).sample
+    torch.testing.assert_close(grounded, plain, rtol=1e-4, atol=1e-5)
+    assert len(store.self_maps) >= 2
+    assert {m.shape[1:] for m in store.self_maps} == {(256, 256)}
+    assert {m.shape[1] for m in store.maps} == {256, 64, 16}  # the mid block at 4x4

@@ -117,6 +117,12 @@ def train_shapes(
         min=1,
         help="Narrowest cross-attention layer the grounding judges. Default: 8 (not 4x4).",
     ),
+    ground_self: float = typer.Option(
+        None,
+        "--ground-self",
+        min=0.0,
+        help="Self-attention grounding weight at the 16x16 layers (0: off). Default: 0.",
+    ),
     arch: str = typer.Option(None, "--arch", help="JSON overrides of the architecture."),
     vae_from: str = typer.Option(
         None,
@@ -152,6 +158,7 @@ def train_shapes(
         "--ground-late-words": ground_late_words,
         "--ground-min-t": ground_min_t,
         "--ground-min-side": ground_min_side,
+        "--ground-self": ground_self,
         "--arch": arch,
         "--vae-from": vae_from,
     }
