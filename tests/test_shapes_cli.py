@@ -110,6 +110,7 @@ def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monk
     args += ["--ground-token", "0.3", "--ground-words", "position", "--ground-from", "500"]
     args += ["--ground-until", "900", "--ground-min-t", "600"]
     args += ["--ground-min-side", "8", "--ground-late-words", "none", "--vae-from", "shipped"]
+    args += ["--ground-self", "0.05"]
     result = runner.invoke(app, ["train-shapes", *args, "--keep-checkpoints"])
     assert result.exit_code == 0, result.output
     argv = seen[0]
@@ -122,6 +123,7 @@ def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monk
     assert argv[argv.index("--ground-min-t") + 1] == "600"
     assert argv[argv.index("--ground-min-side") + 1] == "8"
     assert argv[argv.index("--ground-late-words") + 1] == "none"
+    assert float(argv[argv.index("--ground-self") + 1]) == 0.05
     assert argv[argv.index("--vae-from") + 1] == "shipped"
     assert "--keep-checkpoints" in argv
     assert "--ground-pixel" not in argv

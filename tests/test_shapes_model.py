@@ -449,3 +449,21 @@ def test_training_curves_plot_the_stages_that_have_a_log(tmp_path):
     )
     two = Image.open(plot_curves(tmp_path, tmp_path / "two.png")).size
     assert two[0] > 1.8 * one[0] and two[1] == one[1]  # a panel per logged stage
+
+
+def test_training_with_self_attention_grounding_logs_its_loss(tmp_path):
+    from shapes_lab.models import Arch, build_vae
+    from shapes_lab.train import main
+
+    source = tmp_path / "trained"
+    build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
+    tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+    tiny["unet_down_blocks"] = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+    work = tmp_path / "work"
+    args = ["--work", str(work), "--arch", json.dumps(tiny), "--no-progress", "--threads", "1"]
+    args += ["--unet-batch", "4", "--unet-steps", "2", "--stages", "unet"]
+    args += ["--vae-from", str(source), "--ground-self", "0.1", "--ground-until", "0"]
+    assert main(args) == 0
+    header, first, *_ = (work / "unet" / "loss.csv").read_text().splitlines()
+    assert header.split(",")[-1] == "self_loss"
+    assert 0 < float(first.split(",")[-1]) < 1  # (1 - share)^2 of a fresh model
