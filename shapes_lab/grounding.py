@@ -52,6 +52,11 @@ class GroundingStore:
         self.self_maps.clear()
 
 
+def attention_probs(query: torch.Tensor, key: torch.Tensor, scale: float) -> torch.Tensor:
+    """Softmax attention probabilities (batch, heads, queries, keys), with their gradient."""
+    return (query @ key.transpose(-1, -2) * scale).softmax(dim=-1)
+
+
 class GroundingProcessor:
     """Cross-attention computed explicitly, so its probabilities keep their gradient."""
 
@@ -71,7 +76,7 @@ class GroundingProcessor:
         if not is_plain_attention(attn, hidden_states, attention_mask):
             raise NotImplementedError("grounding supports plain SD cross-attention only")
         query, key, value = split_heads_qkv(attn, hidden_states, encoder_hidden_states)
-        probs = (query @ key.transpose(-1, -2) * attn.scale).softmax(dim=-1)
+        probs = attention_probs(query, key, attn.scale)
         self.store.maps.append(probs.mean(dim=1))
         return merge_heads_out(attn, probs @ value, hidden_states)
 
@@ -105,7 +110,7 @@ class SelfGroundingProcessor(AttnProcessor2_0):
             if not is_plain_attention(attn, hidden_states, attention_mask):
                 raise NotImplementedError("grounding supports plain SD self-attention only")
             query, key, _ = split_heads_qkv(attn, hidden_states[: self.SAMPLES], None)
-            probs = (query @ key.transpose(-1, -2) * attn.scale).softmax(dim=-1)
+            probs = attention_probs(query, key, attn.scale)
             self.store.self_maps.append(probs.mean(dim=1))
         return out
 
@@ -210,11 +215,11 @@ def self_grounding_loss(self_maps: list[torch.Tensor], masks: torch.Tensor) -> t
     if not self_maps:
         raise ValueError("no self-attention layer at the latent resolution was recorded")
     regions = scene_regions(masks[: self_maps[0].shape[0]])  # (b, hw)
-    same = (regions[:, :, None] == regions[:, None, :]).float()  # (B, hw, hw)
+    same = (regions[:, :, None] == regions[:, None, :]).float()  # (b, hw, hw)
     on_object = regions < masks.shape[1]
     terms = []
     for probs in self_maps:
-        miss = (1 - (probs * same).sum(-1)) ** 2  # (B, hw)
+        miss = (1 - (probs * same).sum(-1)) ** 2  # (b, hw)
         parts = [miss[sel].mean() for sel in (on_object, ~on_object) if sel.any()]
         terms.append(torch.stack(parts).mean())
     return torch.stack(terms).mean()

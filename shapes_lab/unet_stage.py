@@ -233,10 +233,11 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
             # smaller than the mix's, and moments carried over would shrink their steps.
             opt.state.clear()
         ground_words = ground_words_at(args, run.step)
-        if (ground_words or grounds_self) and grounding is None:
+        records = bool(ground_words) or grounds_self
+        if records and grounding is None:
             # after the EMA copy: only the trained UNet records
             grounding = install_grounding(unet, self_attention=grounds_self)
-        elif grounding is not None and not (ground_words or grounds_self):
+        elif grounding is not None and not records:
             remove_grounding(unet)
             grounding = None
         run.set_lr(opt)

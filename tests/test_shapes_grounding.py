@@ -191,14 +191,12 @@ def test_self_grounding_rewards_attention_that_stays_in_its_region():
 
 
 def test_self_grounding_processor_records_only_the_latent_resolution_layers():
-    from test_shapes_model import TINY_ARCH
+    from test_shapes_model import CROSS_ATTENTION_AT_16, TINY_ARCH
 
     from shapes_lab.models import Arch, build_unet
 
     torch.manual_seed(0)
-    arch = json.loads(TINY_ARCH)
-    arch["unet_down_blocks"] = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
-    unet = build_unet(Arch.from_dict(arch))
+    unet = build_unet(Arch.from_dict({**json.loads(TINY_ARCH), **CROSS_ATTENTION_AT_16}))
     args = (torch.randn(2, 4, 16, 16), torch.tensor([10, 900]), torch.randn(2, 77, 16))
     with torch.no_grad():
         plain = unet(*args).sample

@@ -28,6 +28,10 @@ TINY_ARCH = json.dumps(
         "noise_schedule": "linear-v",
     }
 )
+#: The UNet layout with cross-attention at the latent resolution (16x16), as in ``shapes31g``.
+CROSS_ATTENTION_AT_16 = {
+    "unet_down_blocks": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+}
 
 
 def test_shipped_folder_layout_and_size():
@@ -458,7 +462,7 @@ def test_training_with_self_attention_grounding_logs_its_loss(tmp_path):
     source = tmp_path / "trained"
     build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
     tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
-    tiny["unet_down_blocks"] = ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+    tiny.update(CROSS_ATTENTION_AT_16)
     work = tmp_path / "work"
     args = ["--work", str(work), "--arch", json.dumps(tiny), "--no-progress", "--threads", "1"]
     args += ["--unet-batch", "4", "--unet-steps", "2", "--stages", "unet"]
