@@ -60,7 +60,7 @@ def late_word_kinds(text: str) -> tuple[str, ...]:
     return () if text.strip() == "none" else word_kinds(text)
 
 
-def _vae_source(text: str) -> Path:
+def _model_source(text: str) -> Path:
     if text == "shipped":
         from lusd.shapes import SHAPES_MODEL_DIR
 
@@ -173,11 +173,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument(
         "--vae-from",
-        type=_vae_source,
+        type=_model_source,
         default=None,
         metavar="FOLDER",
         help="take the VAE stage from a trained model folder (or its vae/ folder; "
         "'shipped': the shipped model's) instead of training one; its sizes replace --arch's",
+    )
+    p.add_argument(
+        "--unet-from",
+        type=_model_source,
+        default=None,
+        metavar="FOLDER",
+        help="start the UNet stage from a trained model folder's UNet and text encoder "
+        "('shipped': the shipped model's); --arch may add attention blocks to its UNet, "
+        "which start as the identity (shapes_lab.warm_start)",
     )
     p.add_argument("--ckpt-minutes", type=float, default=3.0)
     p.add_argument(

@@ -26,6 +26,7 @@ from shapes_lab.grounding import (
 from shapes_lab.models import Arch, build_scheduler, build_text_encoder, build_unet
 from shapes_lab.training_run import Run
 from shapes_lab.vae_stage import latent_scale, load_vae
+from shapes_lab.warm_start import warm_start
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,8 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
     # channels_last: a training step ~15% faster on these CPUs (docs/shapes-model.md)
     unet = build_unet(arch).to(memory_format=torch.channels_last)
     text = build_text_encoder(arch)
+    if args.unet_from is not None:
+        warm_start(unet, text, args.unet_from)
     model = torch.nn.ModuleDict({"unet": unet, "text": text})
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=run.spec.lr, weight_decay=0.01, fused=True)

@@ -110,7 +110,7 @@ def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monk
     args += ["--ground-token", "0.3", "--ground-words", "position", "--ground-from", "500"]
     args += ["--ground-until", "900", "--ground-min-t", "600"]
     args += ["--ground-min-side", "8", "--ground-late-words", "none", "--vae-from", "shipped"]
-    args += ["--ground-self", "0.05"]
+    args += ["--ground-self", "0.05", "--unet-from", "shipped", "--unet-lr", "3e-4"]
     result = runner.invoke(app, ["train-shapes", *args, "--keep-checkpoints"])
     assert result.exit_code == 0, result.output
     argv = seen[0]
@@ -125,6 +125,8 @@ def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monk
     assert argv[argv.index("--ground-late-words") + 1] == "none"
     assert float(argv[argv.index("--ground-self") + 1]) == 0.05
     assert argv[argv.index("--vae-from") + 1] == "shipped"
+    assert argv[argv.index("--unet-from") + 1] == "shipped"
+    assert float(argv[argv.index("--unet-lr") + 1]) == 3e-4
     assert "--keep-checkpoints" in argv
     assert "--ground-pixel" not in argv
     assert "--seed" not in argv and "--unet-minutes" not in argv

@@ -471,3 +471,63 @@ def test_training_with_self_attention_grounding_logs_its_loss(tmp_path):
     header, first, *_ = (work / "unet" / "loss.csv").read_text().splitlines()
     assert header.split(",")[-1] == "self_loss"
     assert 0 < float(first.split(",")[-1]) < 1  # (1 - share)^2 of a fresh model
+
+
+def test_warm_start_adds_attention_blocks_that_start_as_the_identity(tmp_path):
+    from lusd.errors import ModelLoadError
+    from shapes_lab.models import Arch, build_text_encoder, build_unet
+    from shapes_lab.warm_start import warm_start
+
+    tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+    source_arch = Arch.from_dict(tiny)
+    torch.manual_seed(0)
+    source_unet, source_text = build_unet(source_arch), build_text_encoder(source_arch)
+    source_unet.save_pretrained(tmp_path / "src" / "unet")
+    source_text.save_pretrained(tmp_path / "src" / "text_encoder")
+
+    wider = Arch.from_dict({**tiny, "unet_down_blocks": ["CrossAttnDownBlock2D"] * 3})
+    unet, text = build_unet(wider), build_text_encoder(wider)
+    added = warm_start(unet, text, tmp_path / "src")
+    assert added == ["down_blocks.0.attentions.0", "up_blocks.2.attentions.0",
+                     "up_blocks.2.attentions.1"]  # fmt: skip
+    z, t, ids = torch.randn(2, 4, 16, 16), torch.tensor([10, 700]), torch.tensor([[49406, 320]])
+    with torch.no_grad():
+        cond = text(ids)[0].expand(2, -1, -1)
+        torch.testing.assert_close(cond, source_text(ids)[0].expand(2, -1, -1))
+        torch.testing.assert_close(
+            unet(z, t, encoder_hidden_states=cond).sample,
+            source_unet(z, t, encoder_hidden_states=cond).sample,
+        )
+    # the new blocks are trainable: their output projection gets a gradient
+    unet(z, t, encoder_hidden_states=cond).sample.square().mean().backward()
+    assert unet.get_submodule(added[0]).proj_out.weight.grad.abs().sum() > 0
+
+    narrower = Arch.from_dict({**tiny, "unet_channels": [8, 16, 32]})
+    with pytest.raises(ModelLoadError, match="does not fit"):
+        warm_start(build_unet(narrower), build_text_encoder(narrower), tmp_path / "src")
+    with pytest.raises(ModelLoadError, match="no trained UNet"):
+        warm_start(unet, text, tmp_path)
+
+
+def test_training_from_a_trained_unet_starts_from_its_weights(tmp_path):
+    from shapes_lab.models import Arch, build_text_encoder, build_unet, build_vae
+    from shapes_lab.train import main
+
+    tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+    source = tmp_path / "trained"
+    build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
+    build_unet(Arch.from_dict(tiny)).save_pretrained(source / "unet")
+    build_text_encoder(Arch.from_dict(tiny)).save_pretrained(source / "text_encoder")
+    work = tmp_path / "work"
+    wider = json.dumps({**tiny, "unet_down_blocks": ["CrossAttnDownBlock2D"] * 3})
+    args = ["--work", str(work), "--arch", wider, "--no-progress", "--threads", "1"]
+    args += ["--unet-batch", "4", "--unet-steps", "1", "--unet-lr", "0", "--stages", "unet"]
+    assert main([*args, "--vae-from", str(source), "--unet-from", str(source)]) == 0
+    from diffusers import UNet2DConditionModel
+
+    trained = torch.load(work / "unet" / "ckpt.pt", weights_only=False)["ema"]
+    sources = UNet2DConditionModel.from_pretrained(source / "unet").state_dict()
+    # learning rate 0: the source's weights come through the step unchanged
+    for name, weight in sources.items():
+        torch.testing.assert_close(trained[f"unet.{name}"], weight)
+    assert not trained["unet.down_blocks.0.attentions.0.proj_out.weight"].any()

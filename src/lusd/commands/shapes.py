@@ -66,6 +66,9 @@ def train_shapes(
     ),
     vae_minutes: float = typer.Option(None, "--vae-minutes", help="Default: the recipe's."),
     unet_minutes: float = typer.Option(None, "--unet-minutes", help="Default: the recipe's."),
+    unet_lr: float = typer.Option(
+        None, "--unet-lr", min=0.0, help="UNet stage's peak learning rate. Default: 1e-3."
+    ),
     position_steps: str = typer.Option(
         None,
         "--position-steps",
@@ -131,6 +134,13 @@ def train_shapes(
         help="Train on a trained VAE instead of a new one: a model folder, its vae/ folder, "
         "or 'shipped' (the shipped model's).",
     ),
+    unet_from: str = typer.Option(
+        None,
+        "--unet-from",
+        metavar="FOLDER",
+        help="Start the UNet stage from a trained model folder (or 'shipped'); --arch may "
+        "add attention blocks, which start as the identity.",
+    ),
     keep_checkpoints: bool = typer.Option(
         False,
         "--keep-checkpoints",
@@ -148,6 +158,7 @@ def train_shapes(
         "--stages": stages,
         "--vae-minutes": vae_minutes,
         "--unet-minutes": unet_minutes,
+        "--unet-lr": unet_lr,
         "--position-steps": position_steps,
         "--offset-noise": offset_noise,
         "--ground-token": ground_token,
@@ -161,6 +172,7 @@ def train_shapes(
         "--ground-self": ground_self,
         "--arch": arch,
         "--vae-from": vae_from,
+        "--unet-from": unet_from,
     }
     for flag, value in given.items():
         if value is not None:
