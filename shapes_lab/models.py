@@ -19,10 +19,9 @@ class Arch:
     unet_heads: int = 4
     unet_groups: int = 16
     #: The UNet's down blocks from the 16x16 level down; the up blocks mirror them. The
-    #: shipped model has cross-attention at 8x8 and 4x4 only (its mask reads the 8x8 map).
-    #: SD's geometry, cross-attention at 16x16 as well (``CrossAttnDownBlock2D``,
-    #: ``CrossAttnDownBlock2D``, ``DownBlock2D``), is the shapes31 experiment
-    #: (docs/shapes-model.md, "Attention geometry for the LUSD mask").
+    #: recipe's first run has cross-attention at 8x8 and 4x4 only; the shipped model adds
+    #: it at 16x16 (``SHIPPED_LAYOUT``, docs/shapes-model.md, "Cross-attention added to a
+    #: trained model").
     unet_down_blocks: tuple[str, ...] = (
         "DownBlock2D",
         "CrossAttnDownBlock2D",
@@ -47,6 +46,11 @@ class Arch:
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
+
+
+#: ``--arch`` of the recipe's second run: the shipped model's UNet layout, cross-attention
+#: at every level, so that the LUSD mask reads 16x16 maps (``mask_factors``).
+SHIPPED_LAYOUT = {"unet_down_blocks": ["CrossAttnDownBlock2D"] * 3}
 
 
 def build_vae(arch: Arch):

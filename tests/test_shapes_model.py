@@ -62,20 +62,25 @@ def test_loads_through_the_sd_path_with_its_own_config():
     assert isinstance(cfg, EditConfig)
     assert all(getattr(cfg, k) == v for k, v in values.items() if not k.startswith("_"))
     assert pipe.unet.dtype == torch.float32
-    # cross-attention at latent/2 and latent/4 (8x8 and 4x4 for the 16x16 latent)
+    # cross-attention at every level (16x16, 8x8, 4x4); the mask reads the 16x16 maps
     assert pipe.unet.config.sample_size == 16 and pipe.vae.config.latent_channels == 4
-    kinds = pipe.unet.config.down_block_types
-    assert kinds[1].startswith("CrossAttn") and kinds[2].startswith("CrossAttn")
+    assert all(kind.startswith("CrossAttn") for kind in pipe.unet.config.down_block_types)
+    assert cfg.mask_cross_factor == cfg.mask_self_factor == 1
 
 
-def test_the_recipe_default_sizes_build_the_shipped_networks():
-    """`lusd train-shapes` without --arch trains networks of the shipped model's shapes."""
+def test_the_recipe_sizes_build_the_shipped_networks():
+    """The recipe's first run (no --arch) and its second (--arch SHIPPED_LAYOUT, warm-started
+    from the first) train networks of the shipped model's shapes."""
     from safetensors.torch import load_file
 
-    from shapes_lab.models import Arch, build_text_encoder, build_unet, build_vae
+    from shapes_lab.models import SHIPPED_LAYOUT, Arch, build_text_encoder, build_unet, build_vae
     from shapes_lab.train import parse_args
 
-    arch = Arch.from_dict(json.loads(parse_args([]).arch))
+    first = json.loads(parse_args([]).arch)
+    arch = Arch.from_dict({**first, **SHIPPED_LAYOUT})
+    first_unet = build_unet(Arch.from_dict(first)).state_dict()
+    shipped_unet = build_unet(arch).state_dict()
+    assert all(shipped_unet[k].shape == v.shape for k, v in first_unet.items())  # warm start fits
     for build, folder in (
         (build_unet, "unet"),
         (build_vae, "vae"),
@@ -475,7 +480,7 @@ def test_training_with_self_attention_grounding_logs_its_loss(tmp_path):
 
 def test_warm_start_adds_attention_blocks_that_start_as_the_identity(tmp_path):
     from lusd.errors import ModelLoadError
-    from shapes_lab.models import Arch, build_text_encoder, build_unet
+    from shapes_lab.models import SHIPPED_LAYOUT, Arch, build_text_encoder, build_unet
     from shapes_lab.warm_start import warm_start
 
     tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
@@ -485,7 +490,7 @@ def test_warm_start_adds_attention_blocks_that_start_as_the_identity(tmp_path):
     source_unet.save_pretrained(tmp_path / "src" / "unet")
     source_text.save_pretrained(tmp_path / "src" / "text_encoder")
 
-    wider = Arch.from_dict({**tiny, "unet_down_blocks": ["CrossAttnDownBlock2D"] * 3})
+    wider = Arch.from_dict({**tiny, **SHIPPED_LAYOUT})
     unet, text = build_unet(wider), build_text_encoder(wider)
     added = warm_start(unet, text, tmp_path / "src")
     assert added == ["down_blocks.0.attentions.0", "up_blocks.2.attentions.0",
@@ -510,7 +515,7 @@ def test_warm_start_adds_attention_blocks_that_start_as_the_identity(tmp_path):
 
 
 def test_training_from_a_trained_unet_starts_from_its_weights(tmp_path):
-    from shapes_lab.models import Arch, build_text_encoder, build_unet, build_vae
+    from shapes_lab.models import SHIPPED_LAYOUT, Arch, build_text_encoder, build_unet, build_vae
     from shapes_lab.train import main
 
     tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
@@ -519,7 +524,7 @@ def test_training_from_a_trained_unet_starts_from_its_weights(tmp_path):
     build_unet(Arch.from_dict(tiny)).save_pretrained(source / "unet")
     build_text_encoder(Arch.from_dict(tiny)).save_pretrained(source / "text_encoder")
     work = tmp_path / "work"
-    wider = json.dumps({**tiny, "unet_down_blocks": ["CrossAttnDownBlock2D"] * 3})
+    wider = json.dumps({**tiny, **SHIPPED_LAYOUT})
     args = ["--work", str(work), "--arch", wider, "--no-progress", "--threads", "1"]
     args += ["--unet-batch", "4", "--unet-steps", "1", "--unet-lr", "0", "--stages", "unet"]
     assert main([*args, "--vae-from", str(source), "--unet-from", str(source)]) == 0
