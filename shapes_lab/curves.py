@@ -21,7 +21,7 @@ def plot_curves(work: Path, out: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    unet_keys = ("loss", "mse", "token_loss", "pixel_loss")  # grounding losses when trained with
+    unet_keys = ("loss", "mse", "token_loss", "pixel_loss", "self_loss")  # grounding, if trained
     stages = [
         (stage, keys, path)
         for stage, keys in (("vae", ("l1", "mse")), ("unet", unet_keys))
