@@ -147,7 +147,8 @@ def train_shapes(
         help="Also keep every UNet checkpoint (unet/kept/), for bench/checkpoint_selection.py.",
     ),
 ) -> None:
-    """Train the shapes-world model from scratch (about 90 minutes on 2 CPU cores).
+    """Train the shapes-world model (about 90 minutes on 2 CPU cores; the shipped one adds a
+    32-minute second run with --unet-from, docs/shapes-model.md).
 
     Options left out take the recipe's values (``shapes_lab.train``, docs/shapes-model.md).
     """
