@@ -192,12 +192,12 @@ def train_unet(run: Run, arch: Arch, args: argparse.Namespace) -> None:
     # channels_last: a training step ~15% faster on these CPUs (docs/shapes-model.md)
     unet = build_unet(arch).to(memory_format=torch.channels_last)
     text = build_text_encoder(arch)
-    if args.unet_from is not None:
+    state = run.resume()
+    if args.unet_from is not None and not state:  # a resumed run has its own weights
         warm_start(unet, text, args.unet_from)
     model = torch.nn.ModuleDict({"unet": unet, "text": text})
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=run.spec.lr, weight_decay=0.01, fused=True)
-    state = run.resume()
     if state:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])

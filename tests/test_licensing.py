@@ -256,16 +256,15 @@ def test_app_settings_require_commercial():
 
 
 def test_a_shapes_export_carries_the_model_card(tmp_path):
-    from test_shapes_model import TINY_ARCH
+    from test_shapes_model import tiny_unet_arch
 
     from shapes_lab.models import Arch, build_vae
     from shapes_lab.train import main
 
-    tiny = json.loads(TINY_ARCH)
     source = tmp_path / "trained"
     build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
     out = tmp_path / "model"
-    unet_only = json.dumps({k: v for k, v in tiny.items() if not k.startswith("vae_")})
+    unet_only = json.dumps(tiny_unet_arch())
     args = ["--work", str(tmp_path / "work"), "--arch", unet_only, "--no-progress"]
     args += ["--threads", "1", "--unet-batch", "4", "--unet-steps", "2", "--out", str(out)]
     assert main([*args, "--vae-from", str(source)]) == 0

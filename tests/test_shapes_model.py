@@ -28,6 +28,13 @@ TINY_ARCH = json.dumps(
         "noise_schedule": "linear-v",
     }
 )
+
+
+def tiny_unet_arch() -> dict:
+    """TINY_ARCH without its VAE sizes (for runs that take a trained VAE)."""
+    return {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+
+
 #: The UNet layout with cross-attention at the latent resolution (16x16), as in ``shapes31g``.
 CROSS_ATTENTION_AT_16 = {
     "unet_down_blocks": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
@@ -288,11 +295,10 @@ def test_training_takes_a_trained_vae_instead_of_training_one(tmp_path, capsys):
     from shapes_lab.models import Arch, build_vae
     from shapes_lab.train import main
 
-    tiny = json.loads(TINY_ARCH)
     source = tmp_path / "trained"
     build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
     work, out = tmp_path / "work", tmp_path / "model"
-    unet_only = json.dumps({k: v for k, v in tiny.items() if not k.startswith("vae_")})
+    unet_only = json.dumps(tiny_unet_arch())
     common = ["--work", str(work), "--arch", unet_only, "--no-progress", "--threads", "1"]
     common += ["--unet-batch", "4", "--unet-steps", "2", "--out", str(out)]
     assert main([*common, "--vae-from", str(source)]) == 0  # stages: unet,export
@@ -466,7 +472,7 @@ def test_training_with_self_attention_grounding_logs_its_loss(tmp_path):
 
     source = tmp_path / "trained"
     build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
-    tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+    tiny = tiny_unet_arch()
     tiny.update(CROSS_ATTENTION_AT_16)
     work = tmp_path / "work"
     args = ["--work", str(work), "--arch", json.dumps(tiny), "--no-progress", "--threads", "1"]
@@ -483,7 +489,7 @@ def test_warm_start_adds_attention_blocks_that_start_as_the_identity(tmp_path):
     from shapes_lab.models import SHIPPED_LAYOUT, Arch, build_text_encoder, build_unet
     from shapes_lab.warm_start import warm_start
 
-    tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+    tiny = tiny_unet_arch()
     source_arch = Arch.from_dict(tiny)
     torch.manual_seed(0)
     source_unet, source_text = build_unet(source_arch), build_text_encoder(source_arch)
@@ -515,10 +521,12 @@ def test_warm_start_adds_attention_blocks_that_start_as_the_identity(tmp_path):
 
 
 def test_training_from_a_trained_unet_starts_from_its_weights(tmp_path):
+    from diffusers import UNet2DConditionModel
+
     from shapes_lab.models import SHIPPED_LAYOUT, Arch, build_text_encoder, build_unet, build_vae
     from shapes_lab.train import main
 
-    tiny = {k: v for k, v in json.loads(TINY_ARCH).items() if not k.startswith("vae_")}
+    tiny = tiny_unet_arch()
     source = tmp_path / "trained"
     build_vae(Arch(vae_channels=(8, 8, 8), vae_groups=4)).save_pretrained(source / "vae")
     build_unet(Arch.from_dict(tiny)).save_pretrained(source / "unet")
@@ -528,8 +536,6 @@ def test_training_from_a_trained_unet_starts_from_its_weights(tmp_path):
     args = ["--work", str(work), "--arch", wider, "--no-progress", "--threads", "1"]
     args += ["--unet-batch", "4", "--unet-steps", "1", "--unet-lr", "0", "--stages", "unet"]
     assert main([*args, "--vae-from", str(source), "--unet-from", str(source)]) == 0
-    from diffusers import UNet2DConditionModel
-
     trained = torch.load(work / "unet" / "ckpt.pt", weights_only=False)["ema"]
     sources = UNet2DConditionModel.from_pretrained(source / "unet").state_dict()
     # learning rate 0: the source's weights come through the step unchanged
