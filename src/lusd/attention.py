@@ -13,12 +13,19 @@ fast default (SDPA):
 
 The map is read from the *current* UNet pass (the authors read the previous
 accepted pass; the two differ by a one-step lag, LUSD_SPEC).
+
+The store belongs to one edit, not to the UNet: every layer carries a
+:class:`CaptureProcessor` that reads the store of the edit running in its own thread
+(:func:`capturing`), so edits in several threads share one model without sharing state.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 import torch
@@ -89,15 +96,26 @@ class AttentionStore:
     and key for :func:`refined_map`.
     """
 
+    layers: MaskLayers
     branch: int = 1
     focus: torch.Tensor | None = None
     active: bool = False
     latent_hw: tuple[int, int] | None = None
-    layers: MaskLayers | None = None  # set by install_capture
     cross_maps: list[torch.Tensor] = field(default_factory=list)
     self_queries_keys: list[tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=list)
     refined_in_pass: list[torch.Tensor] = field(default_factory=list)
     _column: torch.Tensor | None = None
+    _roles: dict[str, str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        cross = self.layers.cross
+        self._roles = {name: "cross" for name in cross}
+        for name in self.layers.self_:
+            self._roles[name] = "self-in-pass" if runs_after_all(name, cross) else "self"
+
+    def role(self, name: str) -> str | None:
+        """What layer ``name`` records in this pass: "cross", "self-in-pass", "self" or None."""
+        return self._roles.get(name) if self.active else None
 
     def reset(self, active: bool) -> None:
         self.active = active and self.focus is not None and len(self.focus) > 0
@@ -108,7 +126,7 @@ class AttentionStore:
 
     def cross_column(self) -> torch.Tensor | None:
         """The pass's cross map at the self grid, flattened, once every cross layer has run."""
-        if self.latent_hw is None or self.layers is None:
+        if self.latent_hw is None:
             return None
         if len(self.cross_maps) < len(self.layers.cross):
             return None
@@ -167,11 +185,25 @@ def merge_heads_out(attn: Attention, out: torch.Tensor, residual: torch.Tensor) 
     return out / attn.rescale_output_factor
 
 
-class _CaptureProcessor:
-    """AttnProcessor2_0 that also reads what the mask needs from the target branch."""
+_CURRENT: ContextVar[AttentionStore | None] = ContextVar("lusd_attention_store", default=None)
 
-    def __init__(self, store: AttentionStore):
-        self.store = store
+
+@contextlib.contextmanager
+def capturing(store: AttentionStore) -> Iterator[AttentionStore]:
+    """Make ``store`` the one the UNet's capture processors fill in this thread."""
+    token = _CURRENT.set(store)
+    try:
+        yield store
+    finally:
+        _CURRENT.reset(token)
+
+
+class CaptureProcessor:
+    """AttnProcessor2_0 that, when the running edit's store asks for this layer, also reads
+    what the mask needs from the target branch."""
+
+    def __init__(self, name: str):
+        self.name = name
         self._default = AttnProcessor2_0()
 
     def __call__(
@@ -184,58 +216,52 @@ class _CaptureProcessor:
         *args,
         **kwargs,
     ) -> torch.Tensor:
-        if not is_plain_attention(attn, hidden_states, attention_mask) or not self.store.active:
-            if self.store.active:
-                raise NotImplementedError("LUSD mask capture supports standard SD attention only")
+        store = _CURRENT.get()
+        role = None if store is None else store.role(self.name)
+        if role is None:
             return self._default(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
+        if not is_plain_attention(attn, hidden_states, attention_mask):
+            raise NotImplementedError("LUSD mask capture supports standard SD attention only")
         query, key, value = split_heads_qkv(attn, hidden_states, encoder_hidden_states)
-        out = self.attend(query, key, value, attn.scale)
+        if role == "cross":
+            out = _attend_and_keep(query, key, value, attn.scale, store, _capture_cross)
+        else:
+            out = _attend_self(query, key, value, attn.scale, store, role == "self-in-pass")
         return merge_heads_out(attn, out.to(query.dtype), hidden_states)
 
-    def attend(self, query, key, value, scale: float) -> torch.Tensor:
-        out = F.scaled_dot_product_attention(query, key, value, scale=scale)
-        self.capture(query[self.store.branch], key[self.store.branch], scale)
-        return out
 
-    def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
-        raise NotImplementedError
+def _attend_and_keep(query, key, value, scale: float, store: AttentionStore, keep) -> torch.Tensor:
+    out = F.scaled_dot_product_attention(query, key, value, scale=scale)
+    keep(store, query[store.branch], key[store.branch], scale)
+    return out
 
 
-class CrossCaptureProcessor(_CaptureProcessor):
-    """Keeps the head-averaged probabilities of the focus columns, averaged over those tokens."""
-
-    def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
-        precise = torch.promote_types(query.dtype, torch.float32)  # fp16/bf16 scores overflow
-        scores = torch.einsum("hqd,hkd->hqk", query.to(precise), key.to(precise)) * scale
-        probs = scores.softmax(dim=-1).mean(dim=0)  # (hw, tokens)
-        focus = self.store.focus.to(probs.device)
-        self.store.cross_maps.append(probs[:, focus].mean(dim=-1))
+def _capture_cross(store: AttentionStore, query: torch.Tensor, key: torch.Tensor, scale: float):
+    """Keep the head-averaged probabilities of the focus columns, averaged over those tokens."""
+    precise = torch.promote_types(query.dtype, torch.float32)  # fp16/bf16 scores overflow
+    scores = torch.einsum("hqd,hkd->hqk", query.to(precise), key.to(precise)) * scale
+    probs = scores.softmax(dim=-1).mean(dim=0)  # (hw, tokens)
+    focus = store.focus.to(probs.device)
+    store.cross_maps.append(probs[:, focus].mean(dim=-1))
 
 
-class SelfCaptureProcessor(_CaptureProcessor):
-    """``S @ c`` of this layer: inside its own attention call when the cross map is
+def _capture_self(store: AttentionStore, query: torch.Tensor, key: torch.Tensor, scale: float):
+    store.self_queries_keys.append((query, key, scale))
+
+
+def _attend_self(query, key, value, scale: float, store: AttentionStore, in_pass: bool):
+    """``S @ c`` of a self layer: inside its own attention call when the cross map is
     complete (``in_pass``, the decoder's layers), else from its query and key after the pass."""
-
-    def __init__(self, store: AttentionStore, in_pass: bool = False):
-        super().__init__(store)
-        self.in_pass = in_pass
-
-    def attend(self, query, key, value, scale: float) -> torch.Tensor:
-        column = self.store.cross_column() if self.in_pass else None
-        if column is None:
-            return super().attend(query, key, value, scale)
-        target = self.store.branch
-        rest = [i for i in range(query.shape[0]) if i != target]
-        out = torch.empty_like(query)
-        out[rest] = F.scaled_dot_product_attention(query[rest], key[rest], value[rest], scale=scale)
-        out[target], refined = attend_with_map(
-            query[target], key[target], value[target], column, scale
-        )
-        self.store.refined_in_pass.append(refined)
-        return out
-
-    def capture(self, query: torch.Tensor, key: torch.Tensor, scale: float) -> None:
-        self.store.self_queries_keys.append((query, key, scale))
+    column = store.cross_column() if in_pass else None
+    if column is None:
+        return _attend_and_keep(query, key, value, scale, store, _capture_self)
+    target = store.branch
+    rest = [i for i in range(query.shape[0]) if i != target]
+    out = torch.empty_like(query)
+    out[rest] = F.scaled_dot_product_attention(query[rest], key[rest], value[rest], scale=scale)
+    out[target], refined = attend_with_map(query[target], key[target], value[target], column, scale)
+    store.refined_in_pass.append(refined)
+    return out
 
 
 def _sdpa(query, key, value, scale: float) -> torch.Tensor:
@@ -296,18 +322,9 @@ def runs_after_all(name: str, others: list[str]) -> bool:
     return all(mine > p for p in positions)
 
 
-def install_capture(unet, layers: MaskLayers, store: AttentionStore) -> None:
-    """Put capture processors on the mask layers and the default SDPA processor elsewhere."""
-    store.layers = layers
-    processors = {}
-    for name in unet.attn_processors:
-        if name in layers.cross:
-            processors[name] = CrossCaptureProcessor(store)
-        elif name in layers.self_:
-            processors[name] = SelfCaptureProcessor(store, runs_after_all(name, layers.cross))
-        else:
-            processors[name] = AttnProcessor2_0()
-    unet.set_attn_processor(processors)
+def install_capture(unet) -> None:
+    """Give every attention layer a :class:`CaptureProcessor` (SDPA unless an edit asks)."""
+    unet.set_attn_processor({name: CaptureProcessor(name) for name in unet.attn_processors})
 
 
 def _resize(flat: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]) -> torch.Tensor:

@@ -40,6 +40,9 @@ class EditConfig:
     tau0: float = 1e-2
     tau_decay: float = 0.99
     max_filter_retries: int = 1000
+    #: filter retries allowed over a whole edit, as a multiple of num_steps; once spent, every
+    #: sample is accepted, so an edit costs at most (1 + retry_budget) * num_steps UNet passes
+    retry_budget: float = 1.0
     use_mask: bool = True
     #: the mask reads cross-attention at latent/mask_cross_factor and self-attention at
     #: latent/mask_self_factor (the nearest levels the UNet has); the paper's 4 and 2
@@ -102,6 +105,13 @@ class EditConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def row_hash_dict(self) -> dict[str, Any]:
+        """``to_dict`` as batch journals hash it: fields added since they did so are left
+        out while they hold their default, so a journal stays valid after an upgrade."""
+        return {
+            k: v for k, v in self.to_dict().items() if _ADDED_AFTER_ROW_HASH.get(k, _UNSET) != v
+        }
+
     def digest(self) -> str:
         """Short stable hash of every value (used to detect changed batch rows).
 
@@ -123,6 +133,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "lambda_reg": (0, 1),
     "tau0": (0, 1e6),
     "max_filter_retries": (0, 100_000),
+    "retry_budget": (0, 1000),
     "scale_high": (0, 1e3),
     "scale_low": (0, 1e3),
     "scale_k": (-1e3, 1e3),
@@ -133,12 +144,18 @@ _RANGES: dict[str, tuple[float, float]] = {
     "mask_threshold": (0, 1),
 }
 _FLOAT_FIELDS = (
-    "lambda_reg", "tau0", "tau_decay", "mask_ema", "scale_high", "scale_low", "scale_k", "lr",
-    "guidance_scale", "mask_dilate", "mask_feather", "mask_threshold",
+    "lambda_reg", "tau0", "tau_decay", "retry_budget", "mask_ema", "scale_high", "scale_low",
+    "scale_k", "lr", "guidance_scale", "mask_dilate", "mask_feather", "mask_threshold",
 )  # fmt: skip
 _UNSET = object()
+#: Fields added after batch journals hashed rows by ``to_dict``, with their defaults.
+_ADDED_AFTER_ROW_HASH: dict[str, Any] = {"retry_budget": 1.0}
 #: Fields added after 0.1.0's first batch journals, with their defaults (see ``digest``).
-_ADDED_LATER: dict[str, Any] = {"mask_cross_factor": 4, "mask_self_factor": 2}
+_ADDED_LATER: dict[str, Any] = {
+    "mask_cross_factor": 4,
+    "mask_self_factor": 2,
+    **_ADDED_AFTER_ROW_HASH,
+}
 
 #: A model folder may carry this file with its own EditConfig defaults.
 MODEL_CONFIG_FILE = "lusd_config.json"

@@ -89,8 +89,11 @@ def normalize(direction: torch.Tensor, scale: float) -> torch.Tensor:
 
 
 def passes_filter(delta: torch.Tensor, threshold: float) -> bool:
-    """Gradient filtering: accept the sample when std(d) >= tau."""
-    return bool(delta.std() >= threshold)
+    """Gradient filtering: accept the sample when std(d) >= tau, or when d is all zero
+    (the prompts predict the same noise: no other sample would differ, as the authors'
+    code accepts it too)."""
+    spread = delta.std()
+    return bool(spread >= threshold or spread == 0)
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -203,6 +206,7 @@ class Distiller:
         cfg = self.config
         threshold = cfg.tau0
         retries = 0
+        budget_left = round(cfg.retry_budget * cfg.num_steps) - stats.filter_retries
         while True:
             t, noise = self._sample(latents)
             noisy = self._noised(latents, t, noise)
@@ -212,7 +216,7 @@ class Distiller:
             delta = eps_target - eps_source
             if (
                 not cfg.use_filter
-                or retries >= cfg.max_filter_retries
+                or retries >= min(cfg.max_filter_retries, budget_left)
                 or passes_filter(delta, threshold)
             ):
                 break

@@ -12,6 +12,7 @@ import torch
 
 from lusd.errors import DeviceError, LUSDError, ModelLoadError
 from lusd.families import SD, SDFamily, family_from_checkpoint_keys, family_from_index
+from lusd.model_id import identify
 
 logger = logging.getLogger(__name__)
 
@@ -155,9 +156,7 @@ def load_pipeline(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     if model is None:
-        from lusd.shapes import SHAPES_MODEL_DIR
-
-        model = SHAPES_MODEL_DIR
+        model = _shipped_model()
     path = Path(model)
     try:
         if path.suffix.lower() in (".safetensors", *PICKLE_SUFFIXES):
@@ -186,9 +185,15 @@ def load_pipeline(
             f"cannot load {model} as a Stable Diffusion pipeline: {reason}"
         ) from None
     pipe.to(torch_device)
-    if getattr(pipe.vae.config, "force_upcast", True):  # fp16 SD/SDXL VAEs overflow
-        pipe.vae.to(dtype=torch.float32)
+    pipe.upcast_vae()
+    pipe.identity = identify(None if model == _shipped_model() else model)
     return pipe
+
+
+def _shipped_model() -> str:
+    from lusd.shapes import SHAPES_MODEL_DIR
+
+    return str(SHAPES_MODEL_DIR)
 
 
 @contextlib.contextmanager
@@ -274,7 +279,6 @@ def _load_single_file(path: Path, allow_pickle: bool, config: str | Path | None,
     pipe = pipeline_class(family)(**parts, scheduler=scheduler, **extra)
     if local:
         pipe.default_config = read_model_config(config)
-        pipe.use_mask_levels(pipe.default_config)
     return pipe
 
 

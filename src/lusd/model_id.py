@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from lusd.licensing import model_location
@@ -71,3 +72,16 @@ def _write_cache(cache: dict[str, str]) -> None:
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(dict(list(cache.items())[-256:])))
         os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class ModelIdentity:
+    """How every output names a model, and the hash of its weights ("" when not local)."""
+
+    name: str
+    weights_hash: str = ""
+
+
+def identify(model: str | os.PathLike | None) -> ModelIdentity:
+    """The identity of ``model`` as ``lusd.loading.load_pipeline`` was given it."""
+    return ModelIdentity(model_name(model), model_weights_hash(model))

@@ -14,7 +14,14 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 
-from lusd.attention import AttentionStore, choose_mask_layers, install_capture, refined_map
+from lusd.attention import (
+    AttentionStore,
+    MaskLayers,
+    capturing,
+    choose_mask_layers,
+    install_capture,
+    refined_map,
+)
 from lusd.config import EditConfig, preset_config, read_model_config
 from lusd.distill import Conditioning, Distiller
 from lusd.errors import ConfigError, PromptError
@@ -63,10 +70,8 @@ class LUSDPipeline(DiffusionPipeline):
         self.family = family_of(self)
         self.vae_scale_factor = 2 ** (len(self.vae.config.block_out_channels) - 1)
         self.default_config = EditConfig()
-        self.mask_layers = choose_mask_layers(self.unet)
-        self._store = AttentionStore()
-        install_capture(self.unet, self.mask_layers, self._store)
-        self._interrupt = False
+        self._mask_layers: dict[tuple[int, int], MaskLayers] = {}
+        install_capture(self.unet)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
@@ -82,7 +87,6 @@ class LUSDPipeline(DiffusionPipeline):
         pipe = super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
         if Path(pretrained_model_name_or_path).is_dir():
             pipe.default_config = read_model_config(pretrained_model_name_or_path)
-            pipe.use_mask_levels(pipe.default_config)
         return pipe
 
     # ---- sizes and inputs ---------------------------------------------------------------------
@@ -95,34 +99,61 @@ class LUSDPipeline(DiffusionPipeline):
     @property
     def size_multiple(self) -> int:
         """Image sides must be multiples of this (VAE factor x UNet downsampling)."""
-        unet_factor = 2 ** (len(self.unet.config.down_block_types) - 1)
-        return self.vae_scale_factor * max(unet_factor, self.mask_layers.cross_factor)
+        return self.size_multiple_for(self.default_config)
 
-    def use_mask_levels(self, config: EditConfig) -> None:
-        """Read the mask from the attention levels ``config`` asks for (re-installs capture)."""
-        layers = choose_mask_layers(self.unet, config.mask_cross_factor, config.mask_self_factor)
-        if layers != self.mask_layers:
-            self.mask_layers = layers
-            install_capture(self.unet, layers, self._store)
+    def size_multiple_for(self, config: EditConfig) -> int:
+        unet_factor = 2 ** (len(self.unet.config.down_block_types) - 1)
+        return self.vae_scale_factor * max(unet_factor, self.mask_layers_for(config).cross_factor)
+
+    @property
+    def mask_layers(self) -> MaskLayers:
+        """The attention layers the mask reads with the model's default config."""
+        return self.mask_layers_for(self.default_config)
+
+    def mask_layers_for(self, config: EditConfig) -> MaskLayers:
+        """The attention layers the mask reads at the levels ``config`` asks for."""
+        levels = (config.mask_cross_factor, config.mask_self_factor)
+        if levels not in self._mask_layers:
+            self._mask_layers[levels] = choose_mask_layers(self.unet, *levels)
+        return self._mask_layers[levels]
 
     def working_size(self, size: tuple[int, int], config: EditConfig) -> tuple[int, int]:
-        return fit_size(*size, config.resolution or self.native_size, self.size_multiple)
+        return fit_size(
+            *size, config.resolution or self.native_size, self.size_multiple_for(config)
+        )
 
-    def resolve_config(self, preset: str, config: EditConfig | None, overrides: dict) -> EditConfig:
-        """The caller's ``config`` starts every preset; the model's defaults only LUSD's."""
+    def resolve_config(
+        self, preset: str | None, config: EditConfig | None, overrides: dict
+    ) -> EditConfig:
+        """The edit's config: ``config`` as given (a preset, if named, applied on top), else
+        the preset on the model's defaults (which start LUSD's presets only); then overrides."""
         if config is not None:
-            return preset_config(preset, config, keep_base=True, **overrides)
-        return preset_config(preset, self.default_config, **overrides)
+            if preset is not None:
+                return preset_config(preset, config, keep_base=True, **overrides)
+            return config.replace(**overrides) if overrides else config
+        return preset_config(preset or "lusd", self.default_config, **overrides)
 
-    def check_inputs(self, source_prompt: str, target_prompt: str) -> None:
+    def check_inputs(
+        self, source_prompt: str, target_prompt: str, config: EditConfig | None = None
+    ) -> None:
         if not isinstance(target_prompt, str) or not target_prompt.strip():
             raise PromptError("the target prompt is empty: say what the edited image should show")
         if not isinstance(source_prompt, str):
             raise PromptError("the source prompt must be text (it may be empty)")
         check_prompt(target_prompt)
-        for tokenizer in self.family.tokenizers(self):
+        tokenizers = self.family.tokenizers(self)
+        for tokenizer in tokenizers:
             check_prompt_length(tokenizer, source_prompt, "source prompt")
             check_prompt_length(tokenizer, target_prompt, "target prompt")
+        compares = config is None or config.method != "sds"  # SDS reads the target only
+        if compares and all(
+            tokenizer(source_prompt).input_ids == tokenizer(target_prompt).input_ids
+            for tokenizer in tokenizers
+        ):
+            raise PromptError(
+                f"the prompts ask for no change: the model reads {target_prompt!r} exactly as "
+                f"{source_prompt!r}; say in the target prompt what should be different"
+            )
 
     def focus_tokens(
         self, source_prompt: str, target_prompt: str, focus: list[str] | None = None
@@ -145,24 +176,24 @@ class LUSDPipeline(DiffusionPipeline):
         """SD: the text encoder's hidden states; SDXL: ``XLConditioning`` (hidden + pooled)."""
         return self.family.encode_prompt(self, prompt)
 
-    def _vae_ready(self) -> None:
-        """Upcast a half-precision VAE to float32 when its config asks (``force_upcast``).
+    def upcast_vae(self) -> None:
+        """Upcast a half-precision VAE (float16, bfloat16) to float32 when its config asks
+        (``force_upcast``).
 
         SD and SDXL VAEs overflow in float16; a fixed fp16 VAE (``force_upcast: false``,
-        e.g. madebyollin/sdxl-vae-fp16-fix) keeps its dtype.
+        e.g. madebyollin/sdxl-vae-fp16-fix) keeps its dtype. ``load_pipeline`` calls it once;
+        a pipeline built otherwise and moved to float16 calls it before its first edit.
         """
-        if self.vae.dtype == torch.float16 and getattr(self.vae.config, "force_upcast", True):
+        if self.vae.dtype != torch.float32 and getattr(self.vae.config, "force_upcast", True):
             self.vae.to(dtype=torch.float32)
 
     def encode_image(self, image: PIL.Image.Image) -> torch.Tensor:
-        self._vae_ready()
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 127.5 - 1.0)
         pixels = pixels.permute(2, 0, 1)[None].to(self.vae.device, self.vae.dtype)
         latents = self.vae.encode(pixels).latent_dist.mean
         return latents.float() * self.vae.config.scaling_factor
 
     def decode_latents(self, latents: torch.Tensor) -> np.ndarray:
-        self._vae_ready()
         scaled = (latents / self.vae.config.scaling_factor).to(self.vae.device, self.vae.dtype)
         pixels = self.vae.decode(scaled).sample.float()
         return ((pixels[0].permute(1, 2, 0).cpu().numpy() + 1) / 2).clip(0, 1)
@@ -175,10 +206,6 @@ class LUSDPipeline(DiffusionPipeline):
             out = abar.sqrt() * out.float() + (1 - abar).sqrt() * latents.float()
         return out
 
-    def interrupt(self) -> None:
-        """Ask a running edit to stop after its current iteration."""
-        self._interrupt = True
-
     # ---- the edit -----------------------------------------------------------------------------
 
     @torch.inference_mode()
@@ -189,22 +216,31 @@ class LUSDPipeline(DiffusionPipeline):
         target_prompt: str = "",
         *,
         focus: list[str] | None = None,
-        preset: str = "lusd",
+        preset: str | None = None,
         config: EditConfig | None = None,
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         **overrides: Any,
     ) -> EditOutput | tuple:
+        """Edit ``image`` from ``source_prompt`` to ``target_prompt``.
+
+        ``config`` is used as given (a complete config, e.g. from :func:`lusd.edit.run_edit`);
+        without it ``preset`` (default "lusd") on the model's defaults. ``overrides`` are
+        EditConfig fields. ``should_stop()`` is asked before every iteration: True ends the
+        edit early (``stats["interrupted"]``). Everything the edit keeps belongs to this call,
+        so several threads may run edits on one pipeline at once.
+        """
         started = time.perf_counter()
         cfg = self.resolve_config(preset, config, overrides)
-        self.check_inputs(source_prompt, target_prompt)
+        self.check_inputs(source_prompt, target_prompt, cfg)
         if output_type not in ("pil", "np", "pt"):
             raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
         original = load_image(image, max_pixels)
-        self.use_mask_levels(cfg)
+        self.upcast_vae()
         size = self.working_size(original.size, cfg)
         source_latents = self.encode_image(original.resize(size, PIL.Image.LANCZOS))
 
@@ -212,9 +248,11 @@ class LUSDPipeline(DiffusionPipeline):
         if cfg.method == "lusd":
             words, indices = self.focus_tokens(source_prompt, target_prompt, focus)
         use_mask = cfg.method == "lusd" and cfg.use_mask and bool(indices)
-        self._store.focus = torch.tensor(indices, dtype=torch.long)
         latent_hw = tuple(source_latents.shape[-2:])
-        self._store.latent_hw = latent_hw
+        layers = self.mask_layers_for(cfg)
+        store = AttentionStore(
+            layers, focus=torch.tensor(indices, dtype=torch.long), latent_hw=latent_hw
+        )
         # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
         sizes = {
             "original_size": (original.height, original.width),
@@ -230,25 +268,24 @@ class LUSDPipeline(DiffusionPipeline):
             self.scheduler.alphas_cumprod,
             cfg,
             generator,
-            capture=self._store.reset,
-            read_mask=lambda: (
-                refined_map(self._store, latent_hw, self.mask_layers)
-                if self._store.active
-                else None
-            ),
+            capture=store.reset,
+            read_mask=lambda: refined_map(store, latent_hw, layers) if store.active else None,
         )
-        self._interrupt = False
-        with self.progress_bar(total=cfg.num_steps) as bar:
+        stopped = False
+
+        def stop_now() -> bool:
+            nonlocal stopped
+            stopped = stopped or (should_stop is not None and should_stop())
+            return stopped
+
+        with self.progress_bar(total=cfg.num_steps) as bar, capturing(store):
 
             def on_step(step: int, total: int) -> None:
                 bar.update()
                 if callback is not None:
                     callback(step, total)
 
-            result = distiller.run(
-                source_latents, cond, use_mask, on_step, should_stop=lambda: self._interrupt
-            )
-        self._store.reset(False)
+            result = distiller.run(source_latents, cond, use_mask, on_step, should_stop=stop_now)
 
         decoded = self.decode_latents(result.latents)
         mask = None if result.mask is None else result.mask.float().cpu().numpy()
@@ -261,7 +298,7 @@ class LUSDPipeline(DiffusionPipeline):
             "config": cfg.to_dict(),
             "config_hash": cfg.digest(),
             "working_size": list(size),
-            "interrupted": self._interrupt,
+            "interrupted": stopped,
         }
         images: Any = [edited]
         if output_type == "np":

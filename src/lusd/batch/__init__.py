@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lusd.batch.execute import EditResult, PipelineEditorFactory
+from lusd.batch.execute import LoadPipeline
 from lusd.batch.jobs import JobSpec
 from lusd.batch.manifest import ManifestRow, RowError, read_manifest
 from lusd.batch.runner import BatchOptions, BatchSummary, run_batch
@@ -10,10 +10,9 @@ from lusd.batch.runner import BatchOptions, BatchSummary, run_batch
 __all__ = [
     "BatchOptions",
     "BatchSummary",
-    "EditResult",
     "JobSpec",
     "ManifestRow",
-    "PipelineEditorFactory",
+    "LoadPipeline",
     "RowError",
     "read_manifest",
     "run_batch",

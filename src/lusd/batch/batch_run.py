@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lusd.batch.execute import JobOutput, decode_image, job_disclosure
+from lusd.batch.execute import JobOutput, decode_image
 from lusd.batch.jobs import JobSpec
 from lusd.batch.journal import Done, Journal
 from lusd.batch.manifest import RowError
@@ -118,8 +118,7 @@ class BatchRun:
         try:
             metrics = self._metrics(job, data, out)
             if self.signer is not None:
-                disclosure = job_disclosure(job, out.stats.get("focus_words") or job.focus or ())
-                signed = self.signer.sign(out.image_png, "image/png", disclosure, data, rel_img)
+                signed = self.signer.sign(out.image_png, "image/png", out.disclosure, data, rel_img)
                 out = dataclasses.replace(out, image_png=signed)
             atomic_write(self.outdir / rel_img, out.image_png)
             atomic_write(self.outdir / rel_mask, out.mask_png)

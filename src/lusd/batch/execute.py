@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 
@@ -23,20 +23,9 @@ from lusd.errors import LUSDError
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class EditResult:
-    image: Image.Image
-    mask: Image.Image
-    stats: dict[str, Any] = field(default_factory=dict)
-
-
-class Editor(Protocol):
-    def __call__(self, image: Image.Image, job: JobSpec) -> EditResult: ...
-
-
-#: Builds an Editor inside a worker (must be picklable for Ray).
-EditorFactory = Callable[[], Editor]
+#: Loads the pipeline inside a worker (must be picklable for Ray); anything with the
+#: LUSDPipeline call contract serves (the tests' fakes too).
+PipelineFactory = Callable[[], Any]
 
 
 @dataclass
@@ -51,6 +40,8 @@ class JobOutput:
     stats: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     worker: str = ""
+    #: what the output says about the edit (the driver signs C2PA credentials with it)
+    disclosure: EditDisclosure | None = None
 
 
 def decode_image(data: bytes, name: str = "image") -> Image.Image:
@@ -61,50 +52,21 @@ def decode_image(data: bytes, name: str = "image") -> Image.Image:
     return load_image(data, name=name)
 
 
-def encode_png(
-    image: Image.Image, metadata: dict[str, str] | None = None, xmp: str | None = None
-) -> bytes:
-    from lusd.images import encode_image
-
-    return encode_image(image, "PNG", metadata, xmp)
-
-
-def job_disclosure(job: JobSpec, focus_words: list[str] | tuple[str, ...]) -> EditDisclosure:
-    """The AI-edit disclosure of a job's output."""
-    return EditDisclosure(
-        model=job.model_name,
-        weights_hash=job.weights_hash,
-        method=job.config.method,
-        preset=job.preset,
-        source_prompt=job.source_prompt,
-        target_prompt=job.target_prompt,
-        focus=tuple(focus_words),
-        seed=job.seed,
-        steps=job.config.num_steps,
-    )
-
-
 def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def execute(editor: Editor, job: JobSpec, image_bytes: bytes) -> JobOutput:
-    """Run one job; every failure becomes an error line on the output, never an exception."""
+def execute(pipe: Any, job: JobSpec, image_bytes: bytes) -> JobOutput:
+    """Run one job on the edit path; every failure becomes an error line, never an exception."""
+    from lusd.edit import run_edit
+    from lusd.images import encode_image
+
     start = time.perf_counter()
     try:
         image = decode_image(image_bytes, os.path.basename(job.image))
-        result = editor(image, job)
-        meta = {
-            "lusd:source_prompt": job.source_prompt,
-            "lusd:target_prompt": job.target_prompt,
-            "lusd:seed": str(job.seed),
-            "lusd:preset": job.preset,
-            "lusd:config_hash": job.config_hash,
-        }
-        focus = result.stats.get("focus_words") or list(job.focus or ())
-        xmp = job_disclosure(job, focus).to_xmp()
-        image_png = encode_png(result.image.convert("RGB"), meta, xmp)
-        mask_png = encode_png(result.mask.convert("L"))
+        record = run_edit(pipe, job.request(image))
+        image_png = record.encode("PNG")
+        mask_png = encode_image(record.mask.convert("L"), "PNG")
     except LUSDError as exc:
         return JobOutput(
             job.id, False, time.perf_counter() - start, error=_line(exc), worker=worker_name()
@@ -120,8 +82,9 @@ def execute(editor: Editor, job: JobSpec, image_bytes: bytes) -> JobOutput:
         time.perf_counter() - start,
         image_png=image_png,
         mask_png=mask_png,
-        stats=_plain(result.stats),
+        stats=_plain({**record.stats, "focus_words": record.focus_words}),
         worker=worker_name(),
+        disclosure=record.disclosure,
     )
 
 
@@ -144,7 +107,7 @@ def _plain(stats: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass
-class PipelineEditorFactory:
+class LoadPipeline:
     """Loads ``lusd.loading.load_pipeline(model, ...)`` once, inside the worker."""
 
     model: str | None = None
@@ -154,50 +117,15 @@ class PipelineEditorFactory:
     threads: int | None = None
     model_config: str | None = None
 
-    def __call__(self) -> Editor:
-        return PipelineEditor(
-            self.model, self.device, self.dtype, self.allow_pickle, self.threads, self.model_config
-        )
-
-
-class PipelineEditor:
-    """Editor backed by the real LUSD pipeline; the config is passed in full per job."""
-
-    def __init__(
-        self,
-        model: str | None = None,
-        device: str | None = None,
-        dtype: str | None = None,
-        allow_pickle: bool = False,
-        threads: int | None = None,
-        model_config: str | None = None,
-    ) -> None:
+    def __call__(self) -> Any:
         import torch
 
         from lusd.loading import load_pipeline
 
-        if threads:
-            torch.set_num_threads(threads)
-        self.pipe = load_pipeline(
-            model, device, dtype, allow_pickle, single_file_config=model_config
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        pipe = load_pipeline(
+            self.model, self.device, self.dtype, self.allow_pickle, self.model_config
         )
-        self.pipe.set_progress_bar_config(disable=True)
-
-    def __call__(self, image: Image.Image, job: JobSpec) -> EditResult:
-        import torch
-
-        generator = torch.Generator(device="cpu").manual_seed(job.seed)
-        out = self.pipe(
-            image,
-            job.source_prompt,
-            job.target_prompt,
-            focus=list(job.focus) if job.focus else None,
-            # job.config is already the fully resolved config (preset included);
-            # preset "lusd" adds nothing on top of it, so it is used exactly.
-            preset="lusd",
-            config=job.config,
-            generator=generator,
-        )
-        stats = dict(out.stats)
-        stats["focus_words"] = list(out.focus_words)
-        return EditResult(out.images[0], out.masks[0], stats)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe

@@ -9,8 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from lusd.batch.manifest import ManifestRow, RowError
 from lusd.config import EditConfig, preset_config
+from lusd.edit import EditRequest
 from lusd.errors import LUSDError
 
 log = logging.getLogger(__name__)
@@ -30,9 +33,18 @@ class JobSpec:
     preset: str
     config: EditConfig
     config_hash: str
-    #: how outputs name the model, and its weights' hash (for the AI-edit disclosure)
-    model_name: str = ""
-    weights_hash: str = ""
+
+    def request(self, image: Image.Image) -> EditRequest:
+        """The edit of this job on its (decoded) input image."""
+        return EditRequest(
+            image,
+            self.source_prompt,
+            self.target_prompt,
+            self.config,
+            preset=self.preset,
+            seed=self.seed,
+            focus=self.focus,
+        )
 
 
 WEIGHT_SUFFIXES = frozenset({".safetensors", ".bin", ".ckpt", ".pt", ".pth"})
@@ -76,7 +88,7 @@ def config_hash(row: ManifestRow, config: EditConfig, model: str) -> str:
     """
     blob = json.dumps(
         {
-            "config": config.to_dict(),
+            "config": config.row_hash_dict(),
             "image": str(row.image),
             "source": row.source_prompt,
             "target": row.target_prompt,
@@ -94,13 +106,11 @@ def build_jobs(
     base: EditConfig,
     model: str,
     overrides: dict[str, Any] | None = None,
-    model_name: str = "",
 ) -> tuple[list[JobSpec], list[RowError]]:
     """Resolve each row's config: model defaults <- preset <- CLI overrides <- row overrides.
 
-    ``model`` is the journal's key (``name@weights``); ``model_name`` how outputs name it.
+    ``model`` is the journal's key (``name@weights``).
     """
-    weights = model.rpartition("@")[2] if "@" in model else ""
     jobs: list[JobSpec] = []
     errors: list[RowError] = []
     for row in rows:
@@ -121,8 +131,6 @@ def build_jobs(
                 preset=row.preset,
                 config=cfg,
                 config_hash=config_hash(row, cfg, model),
-                model_name=model_name or model.rpartition("@")[0] or model,
-                weights_hash=weights,
             )
         )
     return jobs, errors

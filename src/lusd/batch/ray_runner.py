@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from lusd.batch.execute import EditorFactory, JobOutput, execute, worker_name
+from lusd.batch.execute import JobOutput, PipelineFactory, execute, worker_name
 from lusd.batch.jobs import JobSpec
 from lusd.errors import DeviceError, ImageInputError, ModelLoadError
 
@@ -26,14 +26,14 @@ PREFETCH = 1
 
 
 class EditActor:
-    """Holds one Editor for its whole life (the model is loaded once)."""
+    """Holds one pipeline for its whole life (the model is loaded once)."""
 
-    def __init__(self, factory: EditorFactory) -> None:
-        self.editor = factory()
+    def __init__(self, factory: PipelineFactory) -> None:
+        self.pipe = factory()
         self.name = worker_name()
 
     def run(self, job: JobSpec, image_bytes: bytes) -> JobOutput:
-        return execute(self.editor, job, image_bytes)
+        return execute(self.pipe, job, image_bytes)
 
     def ready(self) -> str:
         return self.name
@@ -57,7 +57,7 @@ def _connect(address: str | None, workers: int) -> Any:
 def run_on_ray(
     run: BatchRun,
     todo: list[JobSpec],
-    factory: EditorFactory,
+    factory: PipelineFactory,
     progress: Progress | None,
     summary: BatchSummary,
 ) -> None:

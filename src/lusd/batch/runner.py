@@ -18,12 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lusd.batch.batch_run import BatchOptions, BatchRun, BatchSummary, Progress
-from lusd.batch.execute import (
-    EditorFactory,
-    JobOutput,
-    PipelineEditorFactory,
-    execute,
-)
+from lusd.batch.execute import JobOutput, LoadPipeline, PipelineFactory, execute
 from lusd.batch.execute import worker_name as _worker_name
 from lusd.batch.jobs import JobSpec, build_jobs, model_key
 from lusd.batch.journal import Journal
@@ -105,9 +100,7 @@ def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowErro
     if manifest.directives.get("require_commercial"):
         opts.require_commercial = True
     base = model_default_config(opts.model_config or opts.model)
-    jobs, cfg_errors = build_jobs(
-        manifest.rows, base, model, opts.overrides, model_name=model_name(opts.model)
-    )
+    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides)
     bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
     if bad and opts.strict:
         lines = "; ".join(str(e) for e in bad[:20])
@@ -118,7 +111,7 @@ def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowErro
 
 def run_batch(
     opts: BatchOptions,
-    editor_factory: EditorFactory | None = None,
+    pipeline_factory: PipelineFactory | None = None,
     progress: Progress | None = None,
 ) -> BatchSummary:
     """Run (or resume) the batch described by ``opts``; returns what happened."""
@@ -132,7 +125,7 @@ def run_batch(
     model_license = _model_license(opts)
     signer = load_signer(opts.c2pa_cert, opts.c2pa_key)
     manifest_sha = read_manifest_sha(opts.manifest)
-    factory = editor_factory or PipelineEditorFactory(
+    factory = pipeline_factory or LoadPipeline(
         opts.model, opts.device, opts.dtype, opts.allow_pickle, opts.threads, opts.model_config
     )
     with run_lock(opts.outdir), _journal_errors(opts.outdir):
@@ -212,11 +205,11 @@ def read_manifest_sha(path: Path) -> str:
 def _run_local(
     run: BatchRun,
     todo: list[JobSpec],
-    factory: EditorFactory,
+    factory: PipelineFactory,
     progress: Progress | None,
     summary: BatchSummary,
 ) -> None:
-    editor = factory()
+    pipe = factory()
     name = _worker_name()
     for i, job in enumerate(todo, 1):
         run.start(job, name)
@@ -225,7 +218,7 @@ def _run_local(
         except ImageInputError as exc:
             out = JobOutput(job.id, False, 0.0, error=f"ImageInputError: {exc}", worker=name)
         else:
-            out = execute(editor, job, data)
+            out = execute(pipe, job, data)
         ok = run.commit(job, out)
         summary.done += ok
         summary.failed += not ok
@@ -236,7 +229,7 @@ def _run_local(
 def _run_ray(
     run: BatchRun,
     todo: list[JobSpec],
-    factory: EditorFactory,
+    factory: PipelineFactory,
     progress: Progress | None,
     summary: BatchSummary,
 ) -> None:

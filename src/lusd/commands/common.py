@@ -99,12 +99,6 @@ def parse_overrides(pairs: list[str] | None) -> dict[str, str]:
     return result
 
 
-def generator_for(seed: int):
-    import torch
-
-    return torch.Generator("cpu").manual_seed(seed)
-
-
 def check_commercial(model: str | None) -> None:
     """``--require-commercial``: LicenseError unless the model's licence allows it."""
     from lusd.licensing import read_model_license, require_commercial

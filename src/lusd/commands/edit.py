@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -11,12 +10,12 @@ from lusd.commands.common import (
     cli_errors,
     console,
     err_console,
-    generator_for,
     parse_overrides,
     quiet_libraries,
 )
 from lusd.errors import ImageInputError
-from lusd.images import DEFAULT_MAX_PIXELS
+from lusd.images import DEFAULT_MAX_PIXELS, save_image
+from lusd.inputs import check_seed
 
 MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
 
@@ -64,15 +63,16 @@ def edit(
     from lusd.commands.common import check_commercial
     from lusd.config import model_default_config, preset_config
     from lusd.credentials import load_signer
-    from lusd.images import load_image, output_format, save_image
-    from lusd.inputs import check_int, check_output_folder, check_prompt, check_seed
+    from lusd.edit import EditRequest
+    from lusd.images import load_image, output_format
+    from lusd.inputs import check_int, check_output_folder, check_prompt
 
     output = output or default_output(image)
     for path in (output, save_mask):
         if path is not None:
             output_format(path)
             check_output_folder(path.parent)
-    check_seed(seed, "--seed")
+    seed = check_seed(seed, "--seed")
     check_int(max_pixels, "--max-pixels", 1)
     if output.resolve() == image.resolve():
         raise ImageInputError(f"{output}: refusing to overwrite the input image")
@@ -81,61 +81,34 @@ def edit(
         overrides["num_steps"] = steps
     if raw:
         overrides["paste_back"] = False
-    # fail on a bad setting, prompt or image before loading the model
-    preset_config(preset, model_default_config(model_config or model), **overrides)
-    check_prompt(target)  # an empty target is refused by pipe.check_inputs, in its words
+    # the whole request is checked before the model loads
+    config = preset_config(preset, model_default_config(model_config or model), **overrides)
+    check_prompt(target)
     if require_commercial:
         check_commercial(model)
     signer = load_signer(c2pa_cert, c2pa_key)
-    picture = load_image(image, max_pixels)
+    request = EditRequest(
+        load_image(image, max_pixels),
+        source,
+        target,
+        config,
+        preset=preset,
+        seed=seed,
+        focus=tuple(focus) if focus else None,
+    )
 
     quiet_libraries()
-    from lusd.disclosure import edit_disclosure
     from lusd.loading import load_pipeline
 
     with console.status("loading model..."):
         pipe = load_pipeline(model, device, dtype, allow_pickle, model_config)
     pipe.set_progress_bar_config(disable=True)
-    config = pipe.resolve_config(preset, None, overrides)
-    pipe.check_inputs(source, target)
-    result = _run_with_progress(
-        pipe, picture, source, target, focus, preset, config, seed, max_pixels
-    )
-    metadata = {
-        "lusd": json.dumps(
-            {
-                "source_prompt": source,
-                "target_prompt": target,
-                "focus": result.focus_words,
-                "preset": preset,
-                "seed": seed,
-                "model": str(model or "shapes"),
-                "config": result.stats["config"],
-            }
-        )
-    }
-    disclosure = edit_disclosure(
-        model,
-        method=config.method,
-        preset=preset,
-        source_prompt=source,
-        target_prompt=target,
-        focus=result.focus_words,
-        seed=seed,
-        steps=config.num_steps,
-    )
-    finish = None
-    if signer is not None:
-        source_bytes = image.read_bytes()
-
-        def finish(data: bytes, mime: str) -> bytes:
-            return signer.sign(data, mime, disclosure, source_bytes, output.name)
-
-    save_image(result.images[0], output, metadata, xmp=disclosure.to_xmp(), finish=finish)
+    record = _run_with_progress(pipe, request)
+    record.save(output, signer, image.read_bytes() if signer is not None else b"")
     if save_mask is not None:
-        save_image(result.masks[0], save_mask)
-    stats = result.stats
-    words = ", ".join(result.focus_words) or "(none: global edit)"
+        save_image(record.mask, save_mask)
+    stats = record.stats
+    words = ", ".join(record.focus_words) or "(none: global edit)"
     console.print(
         f"wrote [bold]{output}[/] · focus: {words} · "
         f"{stats['iterations']} iterations, {stats['unet_calls']} UNet calls, "
@@ -144,7 +117,7 @@ def edit(
     )
 
 
-def _run_with_progress(pipe, picture, source, target, focus, preset, config, seed, max_pixels):
+def _run_with_progress(pipe, request):
     from rich.progress import (
         BarColumn,
         Progress,
@@ -152,6 +125,8 @@ def _run_with_progress(pipe, picture, source, target, focus, preset, config, see
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    from lusd.edit import run_edit
 
     columns = (
         TextColumn("editing"),
@@ -161,15 +136,7 @@ def _run_with_progress(pipe, picture, source, target, focus, preset, config, see
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=True) as progress:
-        task = progress.add_task("edit", total=config.num_steps)
-        return pipe(
-            picture,
-            source,
-            target,
-            focus=focus or None,
-            preset=preset,
-            config=config,
-            generator=generator_for(seed),
-            callback=lambda step, total: progress.update(task, completed=step),
-            max_pixels=max_pixels,
+        task = progress.add_task("edit", total=request.config.num_steps)
+        return run_edit(
+            pipe, request, progress=lambda step, total: progress.update(task, completed=step)
         )

@@ -59,7 +59,7 @@ def serve(
     """Start the web app: upload a picture, describe the change, press Edit."""
     from lusd.licensing import license_for
     from lusd.licensing import require_commercial as check_license
-    from lusd.model_id import model_name, model_weights_hash
+    from lusd.model_id import model_name
 
     model_license = license_for(model, strict=require_commercial)
     if require_commercial:  # before loading anything
@@ -78,9 +78,8 @@ def serve(
         concurrency=concurrency,
         max_queue=max_queue,
         base_overrides={"num_steps": steps} if steps else {},
-        model_name=str(model or "shapes-world"),
+        model_name=model_name(model),
         examples_dir=EXAMPLES_DIR if model is None else None,
-        weights_hash=model_weights_hash(model),
         model_license=model_license,
         require_commercial=require_commercial,
     )

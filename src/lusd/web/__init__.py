@@ -6,6 +6,6 @@ licensing modules; nothing outside `lusd.web` (except `lusd serve`) imports it.
 
 from __future__ import annotations
 
-from lusd.web.editing import AppSettings, Editor, EditRecord
+from lusd.web.editing import AppSettings, Editor, SessionResult
 
-__all__ = ["AppSettings", "EditRecord", "Editor"]
+__all__ = ["AppSettings", "SessionResult", "Editor"]

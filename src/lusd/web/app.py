@@ -20,7 +20,7 @@ from lusd.web.editing import (
     STRENGTHS,
     AppSettings,
     Editor,
-    EditRecord,
+    SessionResult,
     check_file_size,
     list_examples,
     new_seed,
@@ -127,12 +127,12 @@ def _session(request: gr.Request | None) -> str | None:
     return request.session_hash if request else None
 
 
-def _view(record: EditRecord, show_mask: bool) -> tuple[str, str]:
+def _view(record: SessionResult, show_mask: bool) -> tuple[str, str]:
     """(before, after) for the comparison slider; "after" shows the mask when asked."""
     return record.input_path, record.overlay_path if show_mask else record.result_path
 
 
-def _gallery(history: list[EditRecord]) -> list[tuple[str, str]]:
+def _gallery(history: list[SessionResult]) -> list[tuple[str, str]]:
     return [(r.result_path, r.caption) for r in reversed(history)]
 
 
@@ -313,17 +313,17 @@ def build_app(
             return "Stopping…"
         return "Nothing is running."
 
-    def toggle_mask(show_mask: bool, current: EditRecord | None):
+    def toggle_mask(show_mask: bool, current: SessionResult | None):
         return _view(current, show_mask) if current else gr.skip()
 
-    def pick(history: list[EditRecord], show_mask: bool, evt: gr.SelectData):
+    def pick(history: list[SessionResult], show_mask: bool, evt: gr.SelectData):
         ordered = list(reversed(history or []))
         if evt.index is None or not 0 <= evt.index < len(ordered):
             return gr.skip(), gr.skip(), gr.skip(), gr.skip()
         record = ordered[evt.index]
         return _view(record, show_mask), record.result_path, f"Back to: {record.summary()}", record
 
-    def reuse(current: EditRecord | None):
+    def reuse(current: SessionResult | None):
         if current is None:
             raise gr.Error("There is no result yet: run an edit first.", print_exception=False)
         return current.result_path, current.target_prompt, "Continuing from this result."

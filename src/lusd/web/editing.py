@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import shutil
@@ -16,9 +15,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from lusd import __version__
 from lusd.config import EditConfig, preset_config
-from lusd.disclosure import EditDisclosure
 from lusd.errors import ImageInputError, LUSDError, PromptError
 from lusd.licensing import ModelLicense, lookup, require_commercial
 
@@ -34,7 +31,8 @@ STRENGTHS: dict[int, tuple[float, float]] = {
     5: (1.5, 1.5),
 }
 DEFAULT_STRENGTH = 3
-_SEED_LIMIT = 2**31 - 1
+#: "Try again" draws seeds below this (any seed up to 2**63 - 1 may be typed)
+_NEW_SEED_LIMIT = 2**31 - 1
 #: Overlay colour of the mask view (RGB) and its strongest opacity.
 _MASK_TINT = np.array([255, 40, 200], dtype=np.float32)
 _MASK_ALPHA = 0.6
@@ -55,10 +53,9 @@ class AppSettings:
     keep_results_s: float = 24 * 3600
     #: EditConfig overrides applied to the model's defaults before the strength mapping.
     base_overrides: dict[str, Any] = field(default_factory=dict)
-    model_name: str = "shapes-world"
+    #: the model's name for messages (outputs name it as the loaded pipeline's identity)
+    model_name: str = "shapes"
     examples_dir: Path | None = None
-    #: hash of the model's weights, written into every result's AI-edit disclosure
-    weights_hash: str = ""
     #: the model's licence (None: not read, so commercial use is unknown)
     model_license: ModelLicense | None = None
     #: refuse to serve a model whose licence forbids commercial use
@@ -84,7 +81,7 @@ class AppSettings:
 
 
 @dataclass(frozen=True)
-class EditRecord:
+class SessionResult:
     """One finished edit of the session (files live in the app's temp folder)."""
 
     id: str
@@ -144,7 +141,7 @@ def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
 
 
 def new_seed() -> int:
-    return int(np.random.default_rng().integers(0, _SEED_LIMIT))
+    return int(np.random.default_rng().integers(0, _NEW_SEED_LIMIT))
 
 
 def plain_message(error: LUSDError, path: str | None = None) -> str:
@@ -239,47 +236,28 @@ class Editor:
         strength: int,
         seed: int,
         progress: Callable[[int, int], None] | None = None,
-    ) -> EditRecord:
+    ) -> SessionResult:
         """One edit; raises LUSDError (one plain line) for anything the user can fix."""
-        from lusd.inputs import check_int
+        from lusd.edit import EditRequest, run_edit
+        from lusd.inputs import check_int, check_seed
 
         source, target = (source_prompt or "").strip(), (target_prompt or "").strip()
         self.check_inputs(image_path, source, target)
         strength = check_int(strength, "the strength", min(STRENGTHS), max(STRENGTHS))
-        seed = check_int(seed, "the seed", -(2**63), 2**63 - 1) % _SEED_LIMIT
+        seed = check_seed(seed, "the seed")
         image = self.load(str(image_path))
         focus = parse_focus(focus_text)
         self.check_focus(target, focus)
-        config = self.config_for(strength)
-        import torch
-
-        generator = torch.Generator("cpu").manual_seed(seed)
-        start = time.perf_counter()
-        out = self.pipe(
+        request = EditRequest(
             image,
             source,
             target,
-            focus=focus,
-            config=config,
-            generator=generator,
-            callback=progress,
+            self.config_for(strength),
+            seed=seed,
+            focus=tuple(focus) if focus else None,
         )
-        seconds = time.perf_counter() - start
-        stats = dict(getattr(out, "stats", {}) or {})
-        words = tuple(getattr(out, "focus_words", None) or focus or ())
-        return self._save(
-            image,
-            out.images[0],
-            out.masks[0],
-            source,
-            target,
-            words,
-            seed,
-            int(strength),
-            config,
-            seconds,
-            int(stats.get("iterations", config.num_steps)),
-        )
+        record = run_edit(self.pipe, request, progress=progress)
+        return self._save(record, strength)
 
     def prune(self) -> None:
         """Delete result folders older than ``settings.keep_results_s`` (bounded disk use)."""
@@ -291,68 +269,36 @@ class Editor:
             except OSError:
                 continue
 
-    def _save(
-        self,
-        original: Image.Image,
-        result: Image.Image,
-        mask: Image.Image,
-        source: str,
-        target: str,
-        words: tuple[str, ...],
-        seed: int,
-        strength: int,
-        config: EditConfig,
-        seconds: float,
-        iterations: int,
-    ) -> EditRecord:
+    def _save(self, record: Any, strength: int) -> SessionResult:
         from lusd.images import save_image
 
         self.prune()
         record_id = uuid.uuid4().hex[:12]
         folder = self.workdir / "results" / record_id
-        settings = {  # the same "lusd" record as `lusd edit` writes, plus the strength
-            "source_prompt": source,
-            "target_prompt": target,
-            "focus": list(words),
-            "preset": "lusd",
-            "seed": seed,
-            "strength": strength,
-            "model": self.settings.model_name,
-            "config": config.to_dict(),
-        }
-        metadata = {"lusd": json.dumps(settings), "Software": f"lusd {__version__} (web app)"}
-        xmp = EditDisclosure(
-            model=self.settings.model_name,
-            weights_hash=self.settings.weights_hash,
-            method=config.method,
-            preset="lusd",
-            source_prompt=source,
-            target_prompt=target,
-            focus=words,
-            seed=seed,
-            steps=config.num_steps,
-        ).to_xmp()
-        mask_l = mask.convert("L").resize(result.size)
-        overlay = mask_overlay(result, mask_l)
+        request = record.request
+        mask_l = record.mask.convert("L").resize(record.image.size)
+        xmp = record.disclosure.to_xmp()
         paths = {
-            "input": save_image(original, folder / "input.png"),
-            "result": save_image(result, folder / f"lusd-edit-{seed}.png", metadata, xmp=xmp),
+            "input": save_image(request.image, folder / "input.png"),
+            "result": record.save(folder / f"lusd-edit-{request.seed}.png"),
             "mask": save_image(mask_l, folder / "mask.png"),
-            "overlay": save_image(overlay, folder / "overlay.png", xmp=xmp),
+            "overlay": save_image(
+                mask_overlay(record.image, mask_l), folder / "overlay.png", xmp=xmp
+            ),
         }
-        return EditRecord(
+        return SessionResult(
             id=record_id,
             input_path=str(paths["input"]),
             result_path=str(paths["result"]),
             mask_path=str(paths["mask"]),
             overlay_path=str(paths["overlay"]),
-            source_prompt=source,
-            target_prompt=target,
-            focus_words=words,
-            seed=seed,
+            source_prompt=request.source_prompt,
+            target_prompt=request.target_prompt,
+            focus_words=tuple(record.focus_words),
+            seed=request.seed,
             strength=strength,
-            seconds=seconds,
-            iterations=iterations,
+            seconds=float(record.stats.get("seconds", 0.0)),
+            iterations=int(record.stats.get("iterations", request.config.num_steps)),
         )
 
 
