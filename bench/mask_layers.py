@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from lusd.attention import _resize, refined_map
+from lusd.attention import AttentionStore, _resize, capturing, refined_map
 from lusd.focus import resolve_focus
 from lusd.loading import load_pipeline
 from lusd.shapes.edits import make_cases
@@ -41,11 +41,13 @@ def as_image(values: np.ndarray) -> Image.Image:
     return Image.fromarray((scaled * 255).astype(np.uint8))
 
 
-def maps_of_one_pass(pipe, latents: torch.Tensor, t: int, cond: torch.Tensor) -> dict:
+def maps_of_one_pass(
+    pipe, store: AttentionStore, latents: torch.Tensor, t: int, cond: torch.Tensor
+) -> dict:
     """The cross map, the refined map and one refined map per self layer, at latent size."""
-    store, layers = pipe._store, pipe.mask_layers
+    layers = store.layers
     store.reset(True)
-    with torch.no_grad():
+    with torch.no_grad(), capturing(store):
         pipe.unet(latents, torch.tensor([t]), encoder_hidden_states=cond)
     hw = tuple(latents.shape[-2:])
     cross_hw = (hw[0] // layers.cross_factor, hw[1] // layers.cross_factor)
@@ -66,9 +68,9 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("bench/results"))
     args = p.parse_args()
     pipe = load_pipeline(args.model, "cpu")
-    pipe.use_mask_levels(pipe.default_config)
-    pipe._store.branch = 0  # one prompt per pass here, not the loop's [source, target]
-    pipe._store.latent_hw = None  # every self layer's query and key, to read them one by one
+    # one prompt per pass here, not the loop's [source, target]; no latent_hw: every self
+    # layer keeps its query and key, to read them one by one
+    store = AttentionStore(pipe.mask_layers, branch=0)
     changes = [c for c in make_cases(3 * args.cases, TUNING_SEED) if c.kind != "add"]
     generator = torch.Generator().manual_seed(0)
     ratios: dict[int, dict[str, list[float]]] = {t: {} for t in TIMESTEPS}
@@ -76,13 +78,13 @@ def main() -> int:
         image = case.image()
         source = pipe.encode_image(image)
         _, indices = resolve_focus(pipe.tokenizer, case.source_prompt, case.target_prompt, None)
-        pipe._store.focus = torch.tensor(indices, dtype=torch.long)
+        store.focus = torch.tensor(indices, dtype=torch.long)
         cond = pipe.encode_prompt(case.target_prompt)
         for t in TIMESTEPS:
             abar = pipe.scheduler.alphas_cumprod[t]
             noise = torch.randn(source.shape, generator=generator)
             noisy = abar.sqrt() * source + (1 - abar).sqrt() * noise
-            for key, values in maps_of_one_pass(pipe, noisy, t, cond).items():
+            for key, values in maps_of_one_pass(pipe, store, noisy, t, cond).items():
                 found = mask_localisation(
                     image, image, as_image(values), case.source_prompt, case.target_prompt
                 )

@@ -18,7 +18,6 @@ import dataclasses
 import json
 from pathlib import Path
 
-from lusd.attention import install_capture
 from lusd.loading import load_pipeline
 from lusd.shapes.edits import make_cases
 from shapes_lab.edit_bench import TUNING_SEED, run, summarize
@@ -26,13 +25,12 @@ from shapes_lab.edit_bench import TUNING_SEED, run, summarize
 
 def use_self_layers(pipe, keep: list[str]) -> None:
     """Read the mask from the self layers whose names start with one of ``keep`` only."""
-    pipe.use_mask_levels(pipe.default_config)
-    kept = [n for n in pipe.mask_layers.self_ if any(n.startswith(k) for k in keep)]
+    layers = pipe.mask_layers
+    kept = [n for n in layers.self_ if any(n.startswith(k) for k in keep)]
     if not kept:
-        raise SystemExit(f"no self layer starts with {keep}: {pipe.mask_layers.self_}")
-    pipe.mask_layers = dataclasses.replace(pipe.mask_layers, self_=kept)
-    install_capture(pipe.unet, pipe.mask_layers, pipe._store)
-    pipe.use_mask_levels = lambda config: None  # keep these layers for every edit
+        raise SystemExit(f"no self layer starts with {keep}: {layers.self_}")
+    subset = dataclasses.replace(layers, self_=kept)
+    pipe.mask_layers_for = lambda config: subset  # these layers for every edit
 
 
 def main() -> int:
@@ -50,8 +48,6 @@ def main() -> int:
         pipe.set_progress_bar_config(disable=True)
         if variant == "subset":
             use_self_layers(pipe, args.keep.split(","))
-        else:
-            pipe.use_mask_levels(pipe.default_config)
         records = run(pipe, cases, ["lusd"])
         results[variant] = {"self_layers": pipe.mask_layers.self_, **summarize(records)["lusd"]}
         summary = results[variant]["all"]

@@ -12,14 +12,19 @@ import torch
 def mask_distiller(unet, predict: Callable, latent: int, gen: torch.Generator):
     """(mask layers, attention store, Distiller) running one LUSD iteration on ``unet``,
     with the mask read from focus tokens 5 and 6 and no filter (every step costs alike)."""
-    from lusd.attention import AttentionStore, choose_mask_layers, refined_map
+    from lusd.attention import AttentionStore, capturing, choose_mask_layers, refined_map
     from lusd.config import EditConfig
     from lusd.distill import Distiller
 
     layers = choose_mask_layers(unet)
-    store = AttentionStore(focus=torch.tensor([5, 6]), latent_hw=(latent, latent))
+    store = AttentionStore(layers, focus=torch.tensor([5, 6]), latent_hw=(latent, latent))
+
+    def predict_capturing(*args):
+        with capturing(store):
+            return predict(*args)
+
     distiller = Distiller(
-        predict,
+        predict_capturing,
         torch.linspace(0.9991, 0.0047, 1000),
         EditConfig(num_steps=1, use_filter=False),
         gen,
@@ -38,7 +43,7 @@ def use_attention(unet, variant: str, layers, store) -> None:
     if variant == "bare":
         unet.set_attn_processor(AttnProcessor2_0())
     elif variant == "lusd":
-        install_capture(unet, layers, store)
+        install_capture(unet)
     else:
         raise ValueError(f"unknown variant {variant!r}")
 

@@ -116,7 +116,7 @@ def test_upload_edit_mask_gallery_and_errors_in_the_browser(browser, app_url, tm
     with Image.open(saved) as result:
         settings = json.loads(result.text["lusd"])
     assert saved.name == "lusd-edit-0.png" and settings["focus"] == ["square"]
-    assert settings["config"]["num_steps"] == 12 and settings["strength"] == 3
+    assert settings["config"]["num_steps"] == 12 and settings["preset"] == "lusd"
 
     page.locator("#lusd-mask input[type=checkbox]").check()
     page.wait_for_function(

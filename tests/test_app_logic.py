@@ -87,7 +87,7 @@ def test_edit_writes_result_mask_and_settings_metadata(editor, tmp_path):
         settings = json.loads(result.text["lusd"])
         assert result.size == (64, 64)
     assert settings["target_prompt"] == "a red circle and a blue square"
-    assert settings["seed"] == 42 and settings["strength"] == 1
+    assert settings["seed"] == 42 and settings["preset"] == "lusd"
     assert settings["config"]["num_steps"] == 2
     with Image.open(record.mask_path) as mask:
         assert mask.mode == "L" and mask.getextrema() == (0, 255)

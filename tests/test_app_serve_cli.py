@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import httpx
-from test_app_support import free_port
+from test_app_support import free_port, start_serve, stop_serve, wait_for_page
 from typer.testing import CliRunner
 
 from lusd.cli import app
@@ -24,37 +18,16 @@ def test_serve_with_a_missing_model_is_one_line_and_exit_1(tmp_path):
 
 def test_serve_starts_on_loopback_and_stops_on_ctrl_c(tiny_model_dir, tmp_path):
     port = free_port()
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
-    command = [sys.executable, "-c", "from lusd.cli import main; main()"]
-    args = ["serve", "--model", str(tiny_model_dir), "--port", str(port), "--steps", "2"]
-    process = subprocess.Popen(
-        command + args,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        # a background shell starts its jobs with SIGINT ignored, and children inherit that
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    args = ["--model", str(tiny_model_dir), "--port", str(port), "--steps", "2"]
+    process = start_serve(args, tmp_path)
     try:
-        deadline, page = time.monotonic() + 180, None
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+        page = wait_for_page(port, process)
         assert page is not None and page.status_code == 200, process.poll()
         config = httpx.get(f"http://127.0.0.1:{port}/config", timeout=10).json()
         assert config["title"].startswith("LUSD")
         assert list(tmp_path.glob("lusd-serve-*")), "uploads go to the app's own temp folder"
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            output = process.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output = process.communicate()[0]
+        output = stop_serve(process)
     assert f"http://127.0.0.1:{port}" in output
     assert "Traceback" not in output and "error" not in output.lower()
     assert process.returncode == 0

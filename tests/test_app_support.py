@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 from PIL import Image, ImageChops, ImageDraw
 
 from lusd.config import EditConfig
@@ -93,6 +98,41 @@ def free_port() -> int:
     with contextlib.closing(socket.socket()) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def start_serve(args: list[str], tmp_path: Path) -> subprocess.Popen:
+    """``lusd serve ARGS`` in a child process (one thread, temp files under ``tmp_path``)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)}
+    return subprocess.Popen(
+        [sys.executable, "-c", "from lusd.cli import main; main()", "serve", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        # a background shell starts its jobs with SIGINT ignored, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def wait_for_page(port: int, process: subprocess.Popen, seconds: float = 180):
+    """The served page once it answers (None if the server ended or time ran out)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    return None
+
+
+def stop_serve(process: subprocess.Popen) -> str:
+    """Stop it as Ctrl+C does; its whole output."""
+    process.send_signal(signal.SIGINT)
+    try:
+        return process.communicate(timeout=30)[0]
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()[0]
 
 
 @contextlib.contextmanager

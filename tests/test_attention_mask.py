@@ -8,8 +8,8 @@ from tiny_model import tiny_components
 
 from lusd.attention import (
     AttentionStore,
-    CrossCaptureProcessor,
-    SelfCaptureProcessor,
+    CaptureProcessor,
+    capturing,
     choose_mask_layers,
     install_capture,
     refined_map,
@@ -70,10 +70,12 @@ def test_mask_equals_explicit_reference(in_pass):
     focus = [3, 5]
     timestep = torch.tensor([500, 500])
 
-    store = AttentionStore(focus=torch.tensor(focus), latent_hw=(16, 24) if in_pass else None)
-    install_capture(unet, layers, store)
+    store = AttentionStore(
+        layers, focus=torch.tensor(focus), latent_hw=(16, 24) if in_pass else None
+    )
+    install_capture(unet)
     store.reset(True)
-    with torch.no_grad():
+    with torch.no_grad(), capturing(store):
         fast_out = unet(latents, timestep, encoder_hidden_states=embeddings).sample
     ours = refined_map(store, (16, 24), layers)
     decoder = [name for name in layers.self_ if name.startswith("up_blocks")]
@@ -98,18 +100,32 @@ def test_mask_equals_explicit_reference(in_pass):
     assert ours.min() == 0 and ours.max() == 1
 
 
-def test_only_mask_layers_get_capture_processors():
-    unet = tiny_components()["unet"]
+def test_only_the_running_edits_mask_layers_capture():
+    unet = tiny_components()["unet"].eval()
     layers = choose_mask_layers(unet)
-    install_capture(unet, layers, AttentionStore())
-    for name, processor in unet.attn_processors.items():
-        if name in layers.cross:
-            assert isinstance(processor, CrossCaptureProcessor)
-        elif name in layers.self_:
-            assert isinstance(processor, SelfCaptureProcessor)
-        else:
-            assert type(processor) is AttnProcessor2_0
+    install_capture(unet)
+    assert all(isinstance(p, CaptureProcessor) for p in unet.attn_processors.values())
     assert all(".attn2." in n for n in layers.cross) and all(".attn1." in n for n in layers.self_)
+    store = AttentionStore(layers, focus=torch.tensor([1]))
+    store.reset(True)
+    roles = {name: store.role(name) for name in unet.attn_processors}
+    assert {n for n, r in roles.items() if r == "cross"} == set(layers.cross)
+    assert {n for n, r in roles.items() if r and r.startswith("self")} == set(layers.self_)
+    store.reset(False)
+    assert not any(store.role(name) for name in unet.attn_processors)
+
+    latents, embeddings = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 16)
+    timestep = torch.tensor([500, 500])
+    with torch.no_grad():
+        idle = unet(latents, timestep, encoder_hidden_states=embeddings).sample
+        other = AttentionStore(layers, focus=torch.tensor([1]))
+        other.reset(True)
+        with capturing(other):  # another edit's store: recorded there, output unchanged
+            busy = unet(latents, timestep, encoder_hidden_states=embeddings).sample
+        unet.set_attn_processor(AttnProcessor2_0())
+        plain = unet(latents, timestep, encoder_hidden_states=embeddings).sample
+    assert len(other.cross_maps) == len(layers.cross) and not store.cross_maps
+    assert torch.equal(idle, plain) and torch.allclose(busy, plain, atol=1e-6)
 
 
 def test_sd15_layout_levels():

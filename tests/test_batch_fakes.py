@@ -1,4 +1,4 @@
-"""Fake editors and manifest builders for the batch tests (no model; importable by Ray workers).
+"""Fake pipelines and manifest builders for the batch tests (no model; importable by Ray workers).
 
 Run as a script it executes a batch with the fake editor (used by the kill test):
 ``python test_batch_fakes.py MANIFEST OUTDIR [DELAY]``.
@@ -15,36 +15,42 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from lusd.model_id import ModelIdentity
+
 
 @dataclass
 class FakeEditor:
-    """Paints a seed-coloured square in the middle; the mask is that square."""
+    """A pipeline (LUSDPipeline's call contract) that paints a square in the middle, coloured
+    by the edit's generator, so by its seed; the mask is that square. Outputs name it "fake"."""
 
     delay: float = 0.0
+    identity: ModelIdentity = ModelIdentity("fake")
 
-    def __call__(self, image: Image.Image, job) -> object:
-        from lusd.batch.execute import EditResult
+    def __call__(self, image, source_prompt, target_prompt, *, config, generator, **_) -> object:
+        from types import SimpleNamespace
+
+        import torch
+
         from lusd.errors import PromptError
 
-        if "FAIL" in job.target_prompt:
-            raise PromptError(f"fake failure for {job.target_prompt!r}")
+        if "FAIL" in target_prompt:
+            raise PromptError(f"fake failure for {target_prompt!r}")
         if self.delay:
             time.sleep(self.delay)
         w, h = image.size
         box = (w // 4, h // 4, 3 * w // 4 - 1, 3 * h // 4 - 1)
-        rng = np.random.default_rng(job.seed)
-        colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+        colour = tuple(int(c) for c in torch.randint(0, 256, (3,), generator=generator))
         out = image.copy()
         ImageDraw.Draw(out).rectangle(box, fill=colour)
         mask = Image.new("L", image.size, 0)
         ImageDraw.Draw(mask).rectangle(box, fill=255)
         stats = {
-            "unet_calls": job.config.num_steps,
-            "iterations": job.config.num_steps,
+            "unet_calls": config.num_steps,
+            "iterations": config.num_steps,
             "filter_retries": 0,
-            "config_hash": job.config.digest(),
+            "config_hash": config.digest(),
         }
-        return EditResult(out, mask, stats)
+        return SimpleNamespace(images=[out], masks=[mask], focus_words=[], stats=stats)
 
 
 @dataclass

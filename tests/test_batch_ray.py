@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from test_batch_fakes import FakeFactory, write_manifest
 
-from lusd.batch import BatchOptions, PipelineEditorFactory, run_batch
+from lusd.batch import BatchOptions, LoadPipeline, run_batch
 from lusd.batch.journal import Journal
 
 TESTS = Path(__file__).parent
@@ -78,7 +78,7 @@ def test_ray_with_tiny_model_pipeline(local_ray, tmp_path, tiny_model_dir):
     opts = BatchOptions(
         manifest, out, model=str(tiny_model_dir), backend="ray", workers=2, threads=1, device="cpu"
     )
-    s = run_batch(opts, PipelineEditorFactory(str(tiny_model_dir), "cpu", threads=1))
+    s = run_batch(opts, LoadPipeline(str(tiny_model_dir), "cpu", threads=1))
     assert (s.done, s.failed) == (4, 0)
     with Journal(out / "journal.sqlite") as j:
         assert all(r["unet_calls"] == 2 for r in j.jobs())

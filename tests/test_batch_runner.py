@@ -14,6 +14,7 @@ from test_batch_fakes import FakeFactory, write_images, write_manifest
 
 from lusd.batch import BatchOptions, run_batch
 from lusd.batch.journal import Journal
+from lusd.edit_path import read_settings
 from lusd.errors import ConfigError
 
 
@@ -40,7 +41,7 @@ def test_local_run_writes_outputs_journal_and_metrics(tmp_path):
             assert json.loads(r["config"])["num_steps"] == 4
             with Image.open(out / r["output"]) as im:
                 assert im.size == (32, 32)
-                assert im.text["lusd:target_prompt"] == r["target_prompt"]
+                assert read_settings(im.text)["target_prompt"] == r["target_prompt"]
             m = metrics[r["id"]]
             # the fake paints exactly the masked 16x16 square: nothing changes outside it
             assert m["l1_outside"] == 0.0 and m["bg_change"] == 0.0

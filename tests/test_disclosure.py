@@ -232,10 +232,12 @@ def test_unsigned_batch_report_without_price(tmp_path):
 def test_web_app_results_disclose(tmp_path):
     from test_app_support import FakePipeline, shapes_picture
 
+    from lusd.model_id import ModelIdentity
     from lusd.web.editing import AppSettings, Editor
 
-    settings = AppSettings(max_pixels=100 * 100, model_name="shapes", weights_hash="abcdef012345")
-    editor = Editor(FakePipeline(), settings, tmp_path / "work")
+    pipe = FakePipeline()
+    pipe.identity = ModelIdentity("shapes", "abcdef012345")
+    editor = Editor(pipe, AppSettings(max_pixels=100 * 100), tmp_path / "work")
     record = editor.run(
         str(shapes_picture(tmp_path / "in.png")), "a red circle", "a blue circle", "", 3, 11
     )

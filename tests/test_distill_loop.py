@@ -50,11 +50,25 @@ def test_one_unet_call_of_batch_two_per_iteration():
 def test_filter_rejects_and_decays_threshold():
     # std(d) = 0.0098: tau 0.01, 0.0099, 0.009801 reject; 0.00970299 accepts -> 3 retries/step
     unet = FakeUNet(delta_std=0.0098)
-    result = run(EditConfig(num_steps=4), unet)
+    result = run(EditConfig(num_steps=4, retry_budget=3), unet)
     assert result.stats.filter_retries == 12
     assert result.stats.unet_calls == 16
     off = run(EditConfig(num_steps=4, use_filter=False), FakeUNet(delta_std=0.0098))
     assert off.stats.filter_retries == 0 and off.stats.unet_calls == 4
+
+
+def test_retries_stop_at_the_edits_budget():
+    # 3 retries a step would make 12; a budget of 1.5 x 4 steps allows 6, then all pass
+    result = run(EditConfig(num_steps=4, retry_budget=1.5), FakeUNet(delta_std=0.0098))
+    assert result.stats.filter_retries == 6 and result.stats.unet_calls == 10
+    # a weak direction that the decaying threshold would take ~600 retries a step to accept
+    weak = run(EditConfig(num_steps=50), FakeUNet(delta_std=1e-5))
+    assert weak.stats.unet_calls == 50 + 2 * 50 and weak.stats.iterations == 50
+
+
+def test_an_all_zero_direction_is_accepted_at_once():
+    result = run(EditConfig(num_steps=5), FakeUNet(delta_std=0.0))
+    assert result.stats.filter_retries == 0 and result.stats.unet_calls == 5
 
 
 def test_first_step_is_the_normalised_direction():

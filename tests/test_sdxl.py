@@ -222,11 +222,11 @@ def test_baselines_run_with_zero_unconditional_embeddings(sdxl_pipe, photo, pres
 def test_fp16_vae_is_upcast_unless_fixed(sdxl_dir, photo):
     pipe = LUSDPipeline.from_pretrained(sdxl_dir)
     pipe.vae.to(torch.float16)
-    pipe._vae_ready()
+    pipe.upcast_vae()
     assert pipe.vae.dtype == torch.float32  # force_upcast, as diffusers' SDXL pipeline
     pipe.vae.register_to_config(force_upcast=False)  # a fixed fp16 VAE keeps its dtype
     pipe.vae.to(torch.float16)
-    pipe._vae_ready()
+    pipe.upcast_vae()
     assert pipe.vae.dtype == torch.float16
 
 

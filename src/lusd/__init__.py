@@ -7,9 +7,20 @@ from typing import TYPE_CHECKING, Any
 from lusd.config import PRESETS, EditConfig
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "EditConfig", "EditOutput", "LUSDPipeline", "__version__", "edit"]
+__all__ = [
+    "PRESETS",
+    "EditConfig",
+    "EditOutput",
+    "EditRecord",
+    "EditRequest",
+    "LUSDPipeline",
+    "__version__",
+    "edit",
+    "run_edit",
+]
 
 if TYPE_CHECKING:
+    from lusd.edit_path import EditRecord, EditRequest, run_edit
     from lusd.pipeline import EditOutput, LUSDPipeline
 
 
@@ -19,6 +30,10 @@ def __getattr__(name: str) -> Any:
         from lusd import pipeline
 
         return getattr(pipeline, name)
+    if name in ("EditRequest", "EditRecord", "run_edit"):
+        from lusd import edit_path
+
+        return getattr(edit_path, name)
     if name == "load_pipeline":
         from lusd.loading import load_pipeline
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -42,7 +43,7 @@ class EditConfig:
     max_filter_retries: int = 1000
     #: filter retries allowed over a whole edit, as a multiple of num_steps; once spent, every
     #: sample is accepted, so an edit costs at most (1 + retry_budget) * num_steps UNet passes
-    retry_budget: float = 1.0
+    retry_budget: float = 2.0
     use_mask: bool = True
     #: the mask reads cross-attention at latent/mask_cross_factor and self-attention at
     #: latent/mask_self_factor (the nearest levels the UNet has); the paper's 4 and 2
@@ -149,7 +150,7 @@ _FLOAT_FIELDS = (
 )  # fmt: skip
 _UNSET = object()
 #: Fields added after batch journals hashed rows by ``to_dict``, with their defaults.
-_ADDED_AFTER_ROW_HASH: dict[str, Any] = {"retry_budget": 1.0}
+_ADDED_AFTER_ROW_HASH: dict[str, Any] = {"retry_budget": 2.0}
 #: Fields added after 0.1.0's first batch journals, with their defaults (see ``digest``).
 _ADDED_LATER: dict[str, Any] = {
     "mask_cross_factor": 4,
@@ -165,10 +166,19 @@ def read_model_config(folder: str | Path) -> EditConfig:
     """The EditConfig defaults of a model folder (``lusd_config.json``), else the paper's.
 
     Keys starting with ``_`` are comments; an unknown key or invalid JSON is a ConfigError.
+    The file is read once per version of it (a front end checks a request against it
+    before the model loads, and loading needs it again).
     """
     path = Path(folder) / MODEL_CONFIG_FILE
-    if not path.is_file():
+    try:
+        info = path.stat()
+    except OSError:
         return EditConfig()
+    return _read_model_config(path.resolve(), info.st_mtime_ns, info.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _read_model_config(path: Path, mtime_ns: int, size: int) -> EditConfig:
     try:
         values = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:

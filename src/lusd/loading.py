@@ -114,9 +114,11 @@ def _pickled_components(folder: Path, family: SDFamily = SD) -> list[str]:
     return pickled
 
 
-def check_model_files(model: str | Path, allow_pickle: bool = False) -> None:
+def check_model_files(model: str | Path, allow_pickle: bool = False) -> SDFamily | None:
     """What a local model folder or checkpoint file shows without loading: its layout and
-    pickled weights (refused unless ``allow_pickle``). A hub id or absent path passes."""
+    pickled weights (refused unless ``allow_pickle``). A hub id or absent path passes.
+
+    Returns a folder's family (None for a file, a hub id or an absent path)."""
     path = Path(model)
     if path.is_file():
         if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
@@ -126,9 +128,9 @@ def check_model_files(model: str | Path, allow_pickle: bool = False) -> None:
             )
         if path.suffix.lower() not in (".safetensors", *PICKLE_SUFFIXES):
             raise ModelLoadError(f"{path}: not a model folder or a .safetensors checkpoint")
-        return
+        return None
     if not path.is_dir():
-        return
+        return None
     family = check_model_folder(path)
     pickled = _pickled_components(path, family)
     if pickled and not allow_pickle:
@@ -137,6 +139,7 @@ def check_model_files(model: str | Path, allow_pickle: bool = False) -> None:
             f"{path}: only pickled weights (.bin) in {folders}; they can run code "
             "when loaded: pass --allow-pickle if you trust them"
         )
+    return family
 
 
 def load_pipeline(
@@ -168,14 +171,17 @@ def load_pipeline(
                     f"{model} carries its own config"
                 )
             if path.exists():
-                check_model_files(path, allow_pickle)
+                family = check_model_files(path, allow_pickle)
             elif _looks_like_local_path(str(model)):
                 raise ModelLoadError(f"model not found: {path}")
             else:
-                _check_hub_family(str(model))
+                family = _check_hub_family(str(model))
             with _library_errors_silenced():  # they are raised, and reported as one line
                 pipe = LUSDPipeline.from_pretrained(
-                    str(model), torch_dtype=torch_dtype, use_safetensors=not allow_pickle
+                    str(model),
+                    family=family,
+                    torch_dtype=torch_dtype,
+                    use_safetensors=not allow_pickle,
                 )
     except LUSDError:  # already one line: a bad model folder, device, lusd_config.json
         raise
@@ -209,15 +215,15 @@ def _library_errors_silenced() -> Iterator[None]:
         library.setLevel(level)
 
 
-def _check_hub_family(model_id: str) -> None:
+def _check_hub_family(model_id: str) -> SDFamily | None:
     """Refuse an unsupported hub model from its model_index.json before any weights come."""
     from lusd.pipeline import LUSDPipeline
 
     try:
         index = LUSDPipeline.load_config(model_id)
     except Exception:  # offline, gated, missing: from_pretrained reports it
-        return
-    family_from_index(dict(index), model_id)
+        return None
+    return family_from_index(dict(index), model_id)
 
 
 def _looks_like_local_path(text: str) -> bool:

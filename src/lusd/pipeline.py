@@ -74,14 +74,24 @@ class LUSDPipeline(DiffusionPipeline):
         install_capture(self.unet)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path | None = None, **kwargs):
-        """Load any SD or SDXL folder or hub id; None loads the shipped shapes-world model."""
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path | None = None,
+        family: SDFamily | None = None,
+        **kwargs,
+    ):
+        """Load any SD or SDXL folder or hub id; None loads the shipped shapes-world model.
+
+        ``family`` (SD or SDXL), when the caller has read it already, saves reading the
+        folder's model_index.json once more.
+        """
         if pretrained_model_name_or_path is None:
             from lusd.shapes import SHAPES_MODEL_DIR
 
             pretrained_model_name_or_path = SHAPES_MODEL_DIR
         if cls is LUSDPipeline:
-            family_class = pipeline_class(_family_of_model(pretrained_model_name_or_path))
+            family = family or _family_of_model(pretrained_model_name_or_path)
+            family_class = pipeline_class(family)
             if family_class is not cls:
                 return family_class.from_pretrained(pretrained_model_name_or_path, **kwargs)
         pipe = super().from_pretrained(str(pretrained_model_name_or_path), **kwargs)
@@ -228,7 +238,7 @@ class LUSDPipeline(DiffusionPipeline):
     ) -> EditOutput | tuple:
         """Edit ``image`` from ``source_prompt`` to ``target_prompt``.
 
-        ``config`` is used as given (a complete config, e.g. from :func:`lusd.edit.run_edit`);
+        ``config`` is used as given (a complete config, e.g. from :func:`lusd.edit_path.run_edit`);
         without it ``preset`` (default "lusd") on the model's defaults. ``overrides`` are
         EditConfig fields. ``should_stop()`` is asked before every iteration: True ends the
         edit early (``stats["interrupted"]``). Everything the edit keeps belongs to this call,

@@ -58,7 +58,7 @@ def worker_name() -> str:
 
 def execute(pipe: Any, job: JobSpec, image_bytes: bytes) -> JobOutput:
     """Run one job on the edit path; every failure becomes an error line, never an exception."""
-    from lusd.edit import run_edit
+    from lusd.edit_path import run_edit
     from lusd.images import encode_image
 
     start = time.perf_counter()

@@ -13,7 +13,7 @@ from PIL import Image
 
 from lusd.batch.manifest import ManifestRow, RowError
 from lusd.config import EditConfig, preset_config
-from lusd.edit import EditRequest
+from lusd.edit_path import EditRequest
 from lusd.errors import LUSDError
 
 log = logging.getLogger(__name__)

@@ -63,7 +63,7 @@ def edit(
     from lusd.commands.common import check_commercial
     from lusd.config import model_default_config, preset_config
     from lusd.credentials import load_signer
-    from lusd.edit import EditRequest
+    from lusd.edit_path import EditRequest
     from lusd.images import load_image, output_format
     from lusd.inputs import check_int, check_output_folder, check_prompt
 
@@ -126,7 +126,7 @@ def _run_with_progress(pipe, request):
         TimeRemainingColumn,
     )
 
-    from lusd.edit import run_edit
+    from lusd.edit_path import run_edit
 
     columns = (
         TextColumn("editing"),

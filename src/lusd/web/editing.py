@@ -238,7 +238,7 @@ class Editor:
         progress: Callable[[int, int], None] | None = None,
     ) -> SessionResult:
         """One edit; raises LUSDError (one plain line) for anything the user can fix."""
-        from lusd.edit import EditRequest, run_edit
+        from lusd.edit_path import EditRequest, run_edit
         from lusd.inputs import check_int, check_seed
 
         source, target = (source_prompt or "").strip(), (target_prompt or "").strip()
