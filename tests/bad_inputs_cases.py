@@ -686,6 +686,55 @@ def case_edit_folder(ctx: Ctx) -> Outcome:
 
 
 # ---------------------------------------------------------------------------------------------
+# lusd edit: regions
+
+
+@case("lusd edit", "--region: a text file, not an image", "refused", "not an image")
+def case_edit_region_not_image(ctx: Ctx) -> Outcome:
+    return ctx.edit(ctx.photo(), "--region", ctx.write("where.png", "the top left, please\n"))
+
+
+@case("lusd edit", "--region: an all-black mask (nothing may change)", "refused", "empty")
+def case_edit_region_empty(ctx: Ctx) -> Outcome:
+    black = ctx.save(Image.new("L", PHOTO_SIZE, 0), "black.png")
+    return ctx.edit(ctx.photo(), "--region", black)
+
+
+@case("lusd edit", "--region: a mask of another aspect ratio", "refused", "aspect ratio")
+def case_edit_region_aspect(ctx: Ctx) -> Outcome:
+    mask = ctx.save(Image.new("L", (40, 40), 255), "square.png")
+    return ctx.edit(ctx.photo(), "--region", mask)
+
+
+@case("lusd edit", "--box outside, inverted, zero-area, not four numbers", "refused", "box")
+def case_edit_bad_boxes(ctx: Ctx) -> list[Outcome]:
+    boxes = ("60,0,80,10", "30,30,10,10", "10,10,10,20", "1,2,3", "a,b,c,d")
+    return ctx.edit_values("--box", boxes)
+
+
+@case("lusd edit", "--region and --box together", "refused", "not both")
+def case_edit_region_and_box(ctx: Ctx) -> Outcome:
+    mask = ctx.save(Image.new("L", PHOTO_SIZE, 255), "white.png")
+    return ctx.edit(ctx.photo(), "--region", mask, "--box", "0,0,10,10")
+
+
+@case("lusd edit", "--box with --raw (no paste-back)", "refused", "paste_back")
+def case_edit_box_raw(ctx: Ctx) -> Outcome:
+    return ctx.edit(ctx.photo(), "--box", "0,0,10,10", "--raw")
+
+
+@case("lusd batch", "region column: missing file, box outside, empty mask", "bad rows", "region")
+def case_batch_bad_regions(ctx: Ctx) -> Outcome:
+    ctx.save(Image.new("L", PHOTO_SIZE, 0), "black.png")
+    rows = [
+        good_row("missing", region="nowhere.png"),
+        good_row("outside", region="50,30,90,60"),
+        good_row("empty", region="black.png"),
+    ]
+    return ctx.batch(rows, bad={3: "region", 4: "region", 5: "region"})
+
+
+# ---------------------------------------------------------------------------------------------
 # lusd edit: prompts
 
 

@@ -229,3 +229,52 @@ def test_a_too_large_upload_is_refused_in_plain_words(browser, tmp_path):
         assert "Traceback" not in page.locator("body").inner_text()
         assert not list(workdir.rglob("holiday*")), "nothing of the refused upload is stored"
         page.close()
+
+
+def test_a_painted_region_is_the_only_part_that_changes(browser, edit_pipe, tmp_path):
+    picture = shapes_picture(tmp_path / "circle.png", size=64)
+    settings = AppSettings(base_overrides={"num_steps": 12})
+    with served(edit_pipe, settings) as (url, _, _):  # its own server: its own upload folder
+        saved, settings = _paint_and_edit(browser, url, picture, tmp_path)
+    before = np.asarray(Image.open(picture).convert("RGB"))
+    with Image.open(saved) as result:
+        edited = np.asarray(result.convert("RGB"))
+    x0, y0, x1, y1 = settings["region_box"]
+    assert settings["region"].startswith("mask:painted") and x0 >= 32 and y1 <= 32
+    changed = np.any(edited != before, axis=2)
+    outside = np.ones_like(changed)
+    outside[y0:y1, x0:x1] = False
+    assert changed.any() and not (changed & outside).any()
+
+
+def _paint_and_edit(browser, url, picture, tmp_path):
+    """Upload, paint a stroke in the picture's top right quarter, edit; (result, settings)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1400})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.locator("#lusd-input input[type=file]").set_input_files(str(picture))
+    page.locator("#lusd-where").click()
+    canvas = page.locator("#lusd-region canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)  # the picture is drawn as the editor's background
+    frame = canvas.bounding_box()
+    side = min(frame["width"], frame["height"])  # the square picture, centred
+    left = frame["x"] + (frame["width"] - side) / 2
+    top = frame["y"] + (frame["height"] - side) / 2
+    page.mouse.move(left + side * 0.6, top + side * 0.15)
+    page.mouse.down()
+    for i in range(12):
+        page.mouse.move(left + side * (0.6 + 0.02 * i), top + side * (0.15 + 0.02 * i), steps=3)
+    page.mouse.up()
+    page.locator("#lusd-source textarea").fill("a red circle")
+    page.locator("#lusd-target textarea").fill("a red circle and a blue square")
+    page.locator("#lusd-edit").click()
+    _wait_status(page, "Done")
+    with page.expect_download() as download_info:
+        page.locator("#lusd-download").click()
+    saved = tmp_path / "result.png"
+    download_info.value.save_as(saved)
+    page.screenshot(path=str(ARTIFACTS / "app-region.png"), full_page=True)
+    page.close()
+    with Image.open(saved) as result:
+        return saved, json.loads(result.text["lusd"])

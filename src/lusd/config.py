@@ -63,6 +63,9 @@ class EditConfig:
     mask_dilate: float = 0.04
     mask_feather: float = 0.02
     mask_threshold: float = 0.25
+    #: with a region: the crop around it grows by this fraction of the region's longer side
+    #: on every side (more context, fewer pixels for the region; docs/regions.md)
+    crop_margin: float = 0.0
 
     def __post_init__(self) -> None:
         if self.method not in ("lusd", "dds", "sds"):
@@ -143,14 +146,16 @@ _RANGES: dict[str, tuple[float, float]] = {
     "mask_dilate": (0, 1),
     "mask_feather": (0, 1),
     "mask_threshold": (0, 1),
+    "crop_margin": (0, 10),
 }
 _FLOAT_FIELDS = (
     "lambda_reg", "tau0", "tau_decay", "retry_budget", "mask_ema", "scale_high", "scale_low",
     "scale_k", "lr", "guidance_scale", "mask_dilate", "mask_feather", "mask_threshold",
+    "crop_margin",
 )  # fmt: skip
 _UNSET = object()
 #: Fields added after batch journals hashed rows by ``to_dict``, with their defaults.
-_ADDED_AFTER_ROW_HASH: dict[str, Any] = {"retry_budget": 2.0}
+_ADDED_AFTER_ROW_HASH: dict[str, Any] = {"retry_budget": 2.0, "crop_margin": 0.0}
 #: Fields added after 0.1.0's first batch journals, with their defaults (see ``digest``).
 _ADDED_LATER: dict[str, Any] = {
     "mask_cross_factor": 4,

@@ -83,17 +83,37 @@ def lusd_direction(
     return (1 - lambda_reg) * masked + lambda_reg * (latents - source)
 
 
-def normalize(direction: torch.Tensor, scale: float) -> torch.Tensor:
-    """g / std(g) * s_i."""
-    return direction / direction.std().clamp_min(1e-12) * scale
+def normalize(
+    direction: torch.Tensor, scale: float, region: torch.Tensor | None = None
+) -> torch.Tensor:
+    """g / std(g) * s_i; the std over the region only when one is given."""
+    return direction / _spread(direction, region).clamp_min(1e-12) * scale
 
 
-def passes_filter(delta: torch.Tensor, threshold: float) -> bool:
+def passes_filter(
+    delta: torch.Tensor, threshold: float, region: torch.Tensor | None = None
+) -> bool:
     """Gradient filtering: accept the sample when std(d) >= tau, or when d is all zero
     (the prompts predict the same noise: no other sample would differ, as the authors'
-    code accepts it too)."""
-    spread = delta.std()
+    code accepts it too). With a region, std(d) is taken over the region only."""
+    spread = _spread(delta, region)
     return bool(spread >= threshold or spread == 0)
+
+
+def within_region(attention: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """An attention map (h, w) min-max normalised over the region (1, 1, h, w) as if the
+    region were the whole picture; 0 outside it."""
+    inside = region[0, 0] > 0
+    values = attention[inside]
+    low, high = values.min(), values.max()
+    scaled = (attention - low) / (high - low).clamp_min(1e-8)
+    return torch.where(inside, scaled.clamp(0, 1), torch.zeros_like(attention))
+
+
+def _spread(values: torch.Tensor, region: torch.Tensor | None) -> torch.Tensor:
+    if region is None:
+        return values.std()
+    return values[(region > 0).expand_as(values)].std()
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -180,8 +200,12 @@ class Distiller:
         use_mask: bool,
         on_step: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] = lambda: False,
+        region: torch.Tensor | None = None,
     ) -> DistillResult:
+        """``region`` (1, 1, h, w) in [0, 1] at latent size restricts every update to it."""
         cfg = self.config
+        if region is not None:
+            region = region.to(source_latents.device, torch.float32)
         stats = DistillStats()
         start = time.perf_counter()
         source = source_latents.float()
@@ -192,17 +216,17 @@ class Distiller:
                 break
             if cfg.method == "lusd":
                 latents, average = self._lusd_step(
-                    step, latents, source, cond, use_mask, average, stats
+                    step, latents, source, cond, use_mask, average, stats, region
                 )
             else:
-                latents = self._baseline_step(latents, source, cond, stats)
+                latents = self._baseline_step(latents, source, cond, stats, region)
             stats.iterations += 1
             if on_step is not None:
                 on_step(step + 1, cfg.num_steps)
         stats.seconds = time.perf_counter() - start
         return DistillResult(latents, average, stats)
 
-    def _lusd_step(self, step, latents, source, cond, use_mask, average, stats):
+    def _lusd_step(self, step, latents, source, cond, use_mask, average, stats, region):
         cfg = self.config
         threshold = cfg.tau0
         retries = 0
@@ -217,7 +241,7 @@ class Distiller:
             if (
                 not cfg.use_filter
                 or retries >= min(cfg.max_filter_retries, budget_left)
-                or passes_filter(delta, threshold)
+                or passes_filter(delta, threshold, region)
             ):
                 break
             retries += 1
@@ -226,18 +250,22 @@ class Distiller:
         mask = None
         if use_mask:
             new_map = self.read_mask()
+            if new_map is not None and region is not None:
+                new_map = within_region(new_map.to(latents.device), region)
             if new_map is not None:
                 average = ema_update(average, new_map.to(latents.device), cfg.mask_ema)
             if step > 0 and average is not None:
                 beta = narrowing_weight(step, cfg.num_steps) if cfg.progressive_mask else 1.0
                 mask = progressive_mask(average, beta)
         direction = lusd_direction(delta, latents, source, mask, cfg.lambda_reg)
+        if region is not None:
+            direction = region * direction
         if cfg.normalize:
             scale = scale_schedule(step, cfg.num_steps, cfg.scale_high, cfg.scale_low, cfg.scale_k)
-            direction = normalize(direction, scale)
+            direction = normalize(direction, scale, region)
         return latents - cfg.lr * direction, average
 
-    def _baseline_step(self, latents, source, cond, stats):
+    def _baseline_step(self, latents, source, cond, stats, region):
         cfg = self.config
         t, noise = self._sample(latents)
         noisy = self._noised(latents, t, noise)
@@ -257,4 +285,6 @@ class Distiller:
                 guided(e_src_empty, e_src, cfg.guidance_scale),
             )
         stats.unet_calls += 1
+        if region is not None:
+            gradient = region * gradient
         return latents - cfg.lr * gradient

@@ -25,12 +25,14 @@ from lusd.errors import ConfigError, PromptError
 from lusd.images import encode_image, output_format, save_image
 from lusd.inputs import check_seed
 from lusd.model_id import ModelIdentity
+from lusd.regions import Region
 
 #: The PNG text chunk (JPEG/WebP: EXIF description key) that holds an output's settings.
 SETTINGS_KEY = "lusd"
 #: Keys of the settings record, in the order written.
 SETTINGS_FIELDS = (
-    "source_prompt", "target_prompt", "focus", "preset", "seed", "model", "weights_hash", "config",
+    "source_prompt", "target_prompt", "focus", "preset", "seed", "model", "weights_hash",
+    "region", "region_box", "crop_box", "config",
 )  # fmt: skip
 #: Text chunks of earlier batch outputs (``lusd:<field>``), read back by :func:`read_settings`.
 _LEGACY_PREFIX = "lusd:"
@@ -44,6 +46,8 @@ class EditRequest:
 
     ``config`` is complete (preset, model defaults and overrides already applied, e.g. by
     :func:`lusd.config.preset_config`); ``preset`` only names where it came from.
+    ``region`` restricts the edit to part of the picture, edited on a crop around it
+    unless ``crop`` is False.
     """
 
     image: Image.Image
@@ -53,6 +57,8 @@ class EditRequest:
     preset: str = "lusd"
     seed: int = 0
     focus: tuple[str, ...] | None = None
+    region: Region | None = None
+    crop: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, EditConfig):
@@ -60,6 +66,8 @@ class EditRequest:
         if not isinstance(self.target_prompt, str) or not self.target_prompt.strip():
             raise PromptError("the target prompt is empty: say what the edited image should show")
         object.__setattr__(self, "seed", check_seed(self.seed))
+        if self.region is not None:
+            self.region.check_config(self.config)
         if self.focus is not None:
             object.__setattr__(self, "focus", tuple(self.focus) or None)
 
@@ -87,6 +95,9 @@ class EditRecord:
             "seed": req.seed,
             "model": self.model.name,
             "weights_hash": self.model.weights_hash,
+            "region": req.region.label if req.region is not None else None,
+            "region_box": self.stats.get("region_box"),
+            "crop_box": self.stats.get("crop_box"),
             "config": req.config.to_dict(),
         }
         return {key: values[key] for key in SETTINGS_FIELDS}
@@ -157,6 +168,8 @@ def run_edit(
         generator=generator_for(request.seed),
         callback=progress,
         should_stop=should_stop,
+        region=request.region,
+        crop=request.crop,
     )
     stats = dict(out.stats)
     stats["preset"] = request.preset

@@ -29,6 +29,7 @@ from lusd.families import SD, SDXL, SDFamily, family_from_index, family_of
 from lusd.focus import resolve_focus
 from lusd.images import DEFAULT_MAX_PIXELS, fit_size, load_image, paste_back, soft_mask
 from lusd.inputs import check_prompt
+from lusd.regions import Region, bounding_box, crop_box, region_at, region_weights, stitch
 
 
 @dataclass
@@ -231,6 +232,8 @@ class LUSDPipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
         callback: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
+        region: Region | None = None,
+        crop: bool = True,
         output_type: str = "pil",
         return_dict: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -241,8 +244,11 @@ class LUSDPipeline(DiffusionPipeline):
         ``config`` is used as given (a complete config, e.g. from :func:`lusd.edit_path.run_edit`);
         without it ``preset`` (default "lusd") on the model's defaults. ``overrides`` are
         EditConfig fields. ``should_stop()`` is asked before every iteration: True ends the
-        edit early (``stats["interrupted"]``). Everything the edit keeps belongs to this call,
-        so several threads may run edits on one pipeline at once.
+        edit early (``stats["interrupted"]``). ``region`` (:class:`lusd.regions.Region`)
+        restricts the edit to part of the picture, which is then edited on a crop around it
+        at the model's working size unless ``crop`` is False (docs/regions.md). Everything
+        the edit keeps belongs to this call, so several threads may run edits on one
+        pipeline at once.
         """
         started = time.perf_counter()
         cfg = self.resolve_config(preset, config, overrides)
@@ -250,9 +256,21 @@ class LUSDPipeline(DiffusionPipeline):
         if output_type not in ("pil", "np", "pt"):
             raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
         original = load_image(image, max_pixels)
+        picture, allowed, crop_at, region_box = original, None, None, None
+        if region is not None:
+            region.check_config(cfg)
+            allowed = region.pixels(original.size)
+            region_box = list(bounding_box(allowed))
+            if crop:
+                long_side = cfg.resolution or self.native_size
+                crop_at = crop_box(bounding_box(allowed), original.size, long_side, cfg.crop_margin)
+            if crop_at is not None:
+                picture = original.crop(crop_at)
+                left, top, right, bottom = crop_at
+                allowed = allowed[top:bottom, left:right]
         self.upcast_vae()
-        size = self.working_size(original.size, cfg)
-        source_latents = self.encode_image(original.resize(size, PIL.Image.LANCZOS))
+        size = self.working_size(picture.size, cfg)
+        source_latents = self.encode_image(picture.resize(size, PIL.Image.LANCZOS))
 
         words, indices = [], []
         if cfg.method == "lusd":
@@ -263,9 +281,10 @@ class LUSDPipeline(DiffusionPipeline):
         store = AttentionStore(
             layers, focus=torch.tensor(indices, dtype=torch.long), latent_hw=latent_hw
         )
+        latent_region = None if allowed is None else region_at(allowed, latent_hw)
         # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
         sizes = {
-            "original_size": (original.height, original.width),
+            "original_size": (picture.height, picture.width),
             "crop_top_left": (0, 0),
             "target_size": (size[1], size[0]),
         }
@@ -295,11 +314,13 @@ class LUSDPipeline(DiffusionPipeline):
                 if callback is not None:
                     callback(step, total)
 
-            result = distiller.run(source_latents, cond, use_mask, on_step, should_stop=stop_now)
+            result = distiller.run(source_latents, cond, use_mask, on_step, stop_now, latent_region)
 
         decoded = self.decode_latents(result.latents)
         mask = None if result.mask is None else result.mask.float().cpu().numpy()
-        edited, mask_image = self._finish(original, decoded, mask, cfg)
+        edited, mask_image = self._finish(picture, decoded, mask, cfg, allowed)
+        if crop_at is not None:
+            edited, mask_image = stitch(original, edited, mask_image, crop_at)
         stats = {
             **vars(result.stats),
             "seconds": time.perf_counter() - started,
@@ -308,6 +329,8 @@ class LUSDPipeline(DiffusionPipeline):
             "config": cfg.to_dict(),
             "config_hash": cfg.digest(),
             "working_size": list(size),
+            "region_box": region_box,
+            "crop_box": None if crop_at is None else list(crop_at),
             "interrupted": stopped,
         }
         images: Any = [edited]
@@ -326,8 +349,10 @@ class LUSDPipeline(DiffusionPipeline):
         decoded: np.ndarray,
         mask: np.ndarray | None,
         cfg: EditConfig,
+        allowed: np.ndarray | None = None,
     ) -> tuple[PIL.Image.Image, PIL.Image.Image]:
-        """Paste the decoded edit back into the original (or return it raw) and render the mask."""
+        """Paste the decoded edit back into the original (or return it raw) and render the mask;
+        with a region (``allowed``) nothing outside it changes."""
         edited = PIL.Image.fromarray(np.uint8(decoded * 255 + 0.5))
         if cfg.paste_back:
             if mask is None:
@@ -336,10 +361,16 @@ class LUSDPipeline(DiffusionPipeline):
                 weights = soft_mask(
                     mask, original.size, cfg.mask_threshold, cfg.mask_dilate, cfg.mask_feather
                 )
+            if allowed is not None:
+                weights = np.minimum(weights, region_weights(allowed, cfg.mask_feather))
             edited = paste_back(original, edited, weights)
         mask_values = np.ones(decoded.shape[:2]) if mask is None else mask
         mask_image = PIL.Image.fromarray(np.uint8(mask_values * 255 + 0.5), mode="L")
-        return edited, mask_image.resize(edited.size, PIL.Image.BICUBIC)
+        mask_image = mask_image.resize(edited.size, PIL.Image.BICUBIC)
+        if allowed is not None:
+            inside = np.minimum(np.asarray(mask_image), np.uint8(allowed) * 255)
+            mask_image = PIL.Image.fromarray(inside, mode="L")
+        return edited, mask_image
 
 
 class LUSDXLPipeline(LUSDPipeline):

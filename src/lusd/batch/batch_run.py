@@ -51,6 +51,8 @@ class BatchOptions:
     hour_price: float | None = None  # price of a machine hour, for the report's cost per image
     #: folders besides the manifest's own that rows may name images in
     allow_dirs: tuple[Path, ...] = ()
+    #: rows with a region are edited on a crop around it (False: the whole picture)
+    crop: bool = True
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from lusd.batch.manifest import ManifestRow, RowError
 from lusd.config import EditConfig, preset_config
 from lusd.edit_path import EditRequest
 from lusd.errors import LUSDError
+from lusd.regions import Region
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class JobSpec:
     preset: str
     config: EditConfig
     config_hash: str
+    region: Region | None = None
+    crop: bool = True
 
     def request(self, image: Image.Image) -> EditRequest:
         """The edit of this job on its (decoded) input image."""
@@ -44,6 +47,8 @@ class JobSpec:
             preset=self.preset,
             seed=self.seed,
             focus=self.focus,
+            region=self.region,
+            crop=self.crop,
         )
 
 
@@ -80,24 +85,25 @@ def _is_weights(path: Path) -> bool:
     return path.suffix in WEIGHT_SUFFIXES and path.is_file()
 
 
-def config_hash(row: ManifestRow, config: EditConfig, model: str) -> str:
-    """Hash of everything that determines a row's output (config, prompts, focus, seed, model).
+def config_hash(row: ManifestRow, config: EditConfig, model: str, crop: bool = True) -> str:
+    """Hash of everything that determines a row's output (config, prompts, focus, seed, model,
+    region).
 
     The image file's content is not hashed (that would read every image on each
-    run); its path is.
+    run); its path is. A mask region's content is (its label carries its hash).
     """
-    blob = json.dumps(
-        {
-            "config": config.row_hash_dict(),
-            "image": str(row.image),
-            "source": row.source_prompt,
-            "target": row.target_prompt,
-            "focus": list(row.focus) if row.focus else None,
-            "seed": row.seed,
-            "model": model,
-        },
-        sort_keys=True,
-    )
+    values = {
+        "config": config.row_hash_dict(),
+        "image": str(row.image),
+        "source": row.source_prompt,
+        "target": row.target_prompt,
+        "focus": list(row.focus) if row.focus else None,
+        "seed": row.seed,
+        "model": model,
+    }
+    if row.region is not None:  # rows without one hash as they always did
+        values["region"] = [row.region.label, crop]
+    blob = json.dumps(values, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -106,16 +112,20 @@ def build_jobs(
     base: EditConfig,
     model: str,
     overrides: dict[str, Any] | None = None,
+    crop: bool = True,
 ) -> tuple[list[JobSpec], list[RowError]]:
     """Resolve each row's config: model defaults <- preset <- CLI overrides <- row overrides.
 
-    ``model`` is the journal's key (``name@weights``).
+    ``model`` is the journal's key (``name@weights``); ``crop`` False edits regions' rows
+    on the whole picture.
     """
     jobs: list[JobSpec] = []
     errors: list[RowError] = []
     for row in rows:
         try:
             cfg = preset_config(row.preset, base, **(overrides or {})).replace(**row.overrides)
+            if row.region is not None:
+                row.region.check_config(cfg)
         except LUSDError as exc:
             errors.append(RowError(row.line, str(exc)))
             continue
@@ -130,7 +140,9 @@ def build_jobs(
                 seed=row.seed,
                 preset=row.preset,
                 config=cfg,
-                config_hash=config_hash(row, cfg, model),
+                config_hash=config_hash(row, cfg, model, crop),
+                region=row.region,
+                crop=crop,
             )
         )
     return jobs, errors

@@ -22,9 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from lusd.config import PRESETS, field_names
 from lusd.errors import ConfigError, ImageInputError, LUSDError
 from lusd.inputs import check_prompt, check_seed, is_inside
+from lusd.regions import Region, RegionError
 
 #: Accepted spellings of each known column (first one is canonical).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -37,6 +40,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "id": ("id", "name"),
     "edited": ("edited", "output", "output_image"),
     "mask": ("mask",),
+    "region": ("region",),
 }
 _COLUMN_OF = {alias: canon for canon, names in ALIASES.items() for alias in names}
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -63,6 +67,8 @@ class ManifestRow:
     overrides: dict[str, Any] = field(default_factory=dict)
     edited: Path | None = None
     mask: Path | None = None
+    #: where the edit may change the picture (a mask image or a box), None: anywhere
+    region: Region | None = None
 
 
 @dataclass(frozen=True)
@@ -209,7 +215,7 @@ def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
     if unknown:
         raise ConfigError(
             f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; use image, "
-            "target_prompt, source_prompt, focus, seed, preset, id or an EditConfig field"
+            "target_prompt, source_prompt, focus, seed, preset, id, region or an EditConfig field"
         )
     return mapping
 
@@ -319,6 +325,7 @@ def _make_row(
         row_id = default_id(image_ref, target)
     edited = _text(rec.get("edited"))
     mask = _text(rec.get("mask"))
+    region = _region(_text(rec.get("region")), image, base, roots)
     return ManifestRow(
         line=line,
         id=row_id,
@@ -331,7 +338,24 @@ def _make_row(
         overrides=overrides,
         edited=_resolve(edited, base, roots, "edited image") if edited else None,
         mask=_resolve(mask, base, roots, "mask") if mask else None,
+        region=region,
     )
+
+
+def _region(ref: str, image: Path, base: Path, roots: Sequence[str | Path]) -> Region | None:
+    """A row's region: a box, or a mask image in the allowed folders; checked against the
+    image's size (from its header) so that a bad region is a bad row, not a failed job."""
+    if not ref:
+        return None
+    if not Region.looks_like_box(ref):
+        ref = str(_resolve(ref, base, roots, "region"))
+    try:
+        region = Region.parse(ref)
+        with Image.open(image) as opened:
+            region.pixels(opened.size)
+    except RegionError as exc:
+        raise ValueError(str(exc)) from None
+    return region
 
 
 def _check_header(image: Path, ref: str) -> None:

@@ -16,11 +16,12 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from lusd.batch.journal import JOURNAL_NAME, Journal
 from lusd.batch.provenance import OutputDisclosure, cost_per_image, license_line, output_disclosure
 from lusd.batch.report_assets import CSS, JS, histograms_png
+from lusd.edit_path import read_settings
 from lusd.errors import ImageInputError
 from lusd.eval.evaluate import summarize
 from lusd.files import atomic_write
@@ -28,6 +29,8 @@ from lusd.images import check_image_file
 from lusd.inputs import check_int, check_number, check_output_folder
 
 #: Metric columns shown in the grid, in order, with their headers.
+#: Outline colour of an edit's region on the input's thumbnail.
+REGION_COLOUR = (255, 0, 200)
 COLUMNS = {
     "oracle_success": "oracle ok",
     "bg_change": "bg change",
@@ -186,7 +189,7 @@ class _ImageRefs:
     def __init__(self, outdir: Path, report_dir: Path, embed: bool, thumb: int) -> None:
         self.outdir, self.report_dir, self.embed, self.thumb = outdir, report_dir, embed, thumb
 
-    def src(self, path: Path) -> str | None:
+    def src(self, path: Path, box: list[int] | None = None) -> str | None:
         if not path.is_file():
             return None
         if not self.embed:
@@ -198,15 +201,22 @@ class _ImageRefs:
                 small = im.convert("L" if im.mode == "L" else "RGB")
         except (OSError, ImageInputError):
             return None
+        full_size = small.size
         small.thumbnail((self.thumb, self.thumb), Image.Resampling.LANCZOS)
+        if box is not None:
+            scale = small.width / full_size[0]
+            outline = [round(v * scale) for v in box]
+            outline[2:] = [max(outline[0], outline[2] - 1), max(outline[1], outline[3] - 1)]
+            ImageDraw.Draw(small).rectangle(outline, outline=REGION_COLOUR, width=2)
         buf = io.BytesIO()
         photo = max(small.size) > 128 and small.mode == "RGB"
         fmt, mime = ("JPEG", "jpeg") if photo else ("PNG", "png")
         small.save(buf, format=fmt, quality=85)
         return f"data:image/{mime};base64,{base64.b64encode(buf.getvalue()).decode()}"
 
-    def tag(self, path: Path, alt: str) -> str:
-        src = self.src(path)
+    def tag(self, path: Path, alt: str, box: list[int] | None = None) -> str:
+        """An ``<img>`` of ``path``; ``box`` (x0, y0, x1, y1 in its pixels) is outlined."""
+        src = self.src(path, box)
         if src is None:
             return "<span class='missing'>missing</span>"
         return f"<img src='{_e(src)}' alt='{_e(alt)}' width='{self.thumb}' loading='lazy'>"
@@ -228,17 +238,19 @@ def _grid(
     rows = []
     for j in done:
         m = per_edit.get(j["id"], {})
+        region = _region_of(images.outdir / j["output"])
         cells = "".join(_num_cell(m.get(k)) for k in cols)
         cells += _num_cell(j["seconds"], 2) + _num_cell(j["unet_calls"], 0)
         rows.append(
             f"<tr><td data-v='{_e(j['id'])}'><code>{_e(j['id'])}</code><br>"
             f"<small>line {j['line']}</small></td>"
-            f"<td>{images.tag(Path(j['image']), 'before')}</td>"
+            f"<td>{images.tag(Path(j['image']), 'before', region.get('region_box'))}</td>"
             f"<td>{images.tag(images.outdir / j['output'], 'after')}</td>"
             f"<td>{images.tag(images.outdir / j['mask'], 'mask')}</td>"
             f"<td data-v='{_e(j['target_prompt'])}'>{_e(j['target_prompt'])}"
             f"<br><small>from: {_e(j['source_prompt'] or '(none)')}"
             f" · focus: {_e(j['focus_words'] or '–')} · {_e(j['preset'])}, seed {j['seed']}"
+            f"{_region_note(region)}"
             f" · <span class='disclosure'>{_e(disclosures[j['id']].label)}</span>"
             f"</small></td>{cells}</tr>"
         )
@@ -247,6 +259,27 @@ def _grid(
         "<table id='grid' class='sortable'><thead><tr><th data-sort='text'>id</th>"
         "<th>before</th><th>after</th><th>mask</th><th data-sort='text'>target prompt</th>"
         f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _region_of(output: Path) -> dict[str, Any]:
+    """The region settings (``region``, ``region_box``, ``crop_box``) of an output file."""
+    try:
+        with Image.open(output) as image:
+            settings = read_settings(dict(getattr(image, "text", {}))) or {}
+    except OSError:
+        return {}
+    return {k: settings.get(k) for k in ("region", "region_box", "crop_box")}
+
+
+def _region_note(region: dict[str, Any]) -> str:
+    if not region.get("region"):
+        return ""
+    crop = region.get("crop_box")
+    where = f"crop {', '.join(map(str, crop))}" if crop else "whole picture"
+    return (
+        f" · <span class='region'>region {_e(region['region'])} "
+        f"(outlined on the input; edited on {_e(where)})</span>"
     )
 
 

@@ -100,7 +100,7 @@ def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowErro
     if manifest.directives.get("require_commercial"):
         opts.require_commercial = True
     base = model_default_config(opts.model_config or opts.model)
-    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides)
+    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides, opts.crop)
     bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
     if bad and opts.strict:
         lines = "; ".join(str(e) for e in bad[:20])

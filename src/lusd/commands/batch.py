@@ -36,6 +36,9 @@ def batch(
     rerun_changed: bool = typer.Option(
         False, "--rerun-changed", help="Redo done rows whose config, prompts or seed changed."
     ),
+    no_crop: bool = typer.Option(
+        False, "--no-crop", help="Edit rows with a region on the whole picture, not a crop."
+    ),
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per row before giving up."),
     device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
     dtype: str = typer.Option(None, "--dtype", help="auto, float32, float16 or bfloat16."),
@@ -98,6 +101,7 @@ def batch(
         c2pa_key=c2pa_key,
         hour_price=hour_price,
         allow_dirs=tuple(allow_dirs or ()),
+        crop=not no_crop,
     )
     quiet_libraries()
     summary = _with_progress(opts, run_batch) if progress else run_batch(opts)

@@ -13,7 +13,7 @@ from lusd.commands.common import (
     parse_overrides,
     quiet_libraries,
 )
-from lusd.errors import ImageInputError
+from lusd.errors import ConfigError, ImageInputError
 from lusd.images import DEFAULT_MAX_PIXELS, save_image
 from lusd.inputs import check_seed
 
@@ -48,6 +48,15 @@ def edit(
     output: Path = typer.Option(None, "--output", "-o", help="Output file (.png/.jpg/.webp)."),
     save_mask: Path = typer.Option(None, "--save-mask", help="Also write the mask here."),
     raw: bool = typer.Option(False, "--raw", help="Keep the decoded image; do not paste back."),
+    region: Path = typer.Option(
+        None, "--region", help="Mask image: white where the edit may change the picture."
+    ),
+    box: str = typer.Option(
+        None, "--box", help="Region as x0,y0,x1,y1: pixels, or fractions of width and height."
+    ),
+    no_crop: bool = typer.Option(
+        False, "--no-crop", help="With a region, edit the whole picture, not a crop around it."
+    ),
     settings: list[str] = typer.Option(None, "--set", help="EditConfig override KEY=VALUE."),
     max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Input pixel limit."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
@@ -87,14 +96,20 @@ def edit(
     if require_commercial:
         check_commercial(model)
     signer = load_signer(c2pa_cert, c2pa_key)
+    picture = load_image(image, max_pixels)
+    where = _region(region, box)
+    if where is not None:
+        where.pixels(picture.size)  # refuse an empty or misplaced region before loading
     request = EditRequest(
-        load_image(image, max_pixels),
+        picture,
         source,
         target,
         config,
         preset=preset,
         seed=seed,
         focus=tuple(focus) if focus else None,
+        region=where,
+        crop=not no_crop,
     )
 
     quiet_libraries()
@@ -115,6 +130,17 @@ def edit(
         f"{stats['filter_retries']} filter retries, {stats['seconds']:.1f} s · "
         f"AI edit disclosed (XMP{', C2PA signed' if signer else ''})"
     )
+
+
+def _region(mask: Path | None, box: str | None):
+    """The region of --region or --box (None: the whole picture)."""
+    from lusd.regions import Region
+
+    if mask is not None and box is not None:
+        raise ConfigError("give --region or --box, not both")
+    if mask is not None:
+        return Region.from_mask(mask)
+    return None if box is None else Region.from_box(box)
 
 
 def _run_with_progress(pipe, request):

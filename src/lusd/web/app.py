@@ -14,7 +14,7 @@ from typing import Any
 import gradio as gr
 
 from lusd.errors import ImageInputError, LUSDError
-from lusd.images import check_image_file
+from lusd.images import check_image_file, load_image
 from lusd.web.editing import (
     DEFAULT_STRENGTH,
     STRENGTHS,
@@ -24,6 +24,7 @@ from lusd.web.editing import (
     check_file_size,
     list_examples,
     new_seed,
+    painted_region,
     plain_message,
     too_large_message,
 )
@@ -44,6 +45,8 @@ CSS = """
 #lusd-status { min-height: 2.5em; }
 """
 _PROGRESS = gr.Progress()  # a marker: gradio injects the real tracker per call
+#: The region editor's value before anything is uploaded or painted (API callers may omit it).
+_NOTHING_PAINTED = {"background": None, "layers": [], "composite": None}
 
 
 def make_temp_dir() -> Path:
@@ -132,6 +135,20 @@ def _view(record: SessionResult, show_mask: bool) -> tuple[str, str]:
     return record.input_path, record.overlay_path if show_mask else record.result_path
 
 
+def _paint_on(image_path: str | None) -> dict | None:
+    """The region editor shows the uploaded picture to paint on (nothing painted yet).
+
+    The picture goes as pixels: gradio refuses to serve an upload's path back to another
+    component once that file is cached for an earlier session."""
+    if not image_path:
+        return None
+    try:
+        picture = load_image(image_path)
+    except LUSDError:
+        return None  # the upload itself reports the problem
+    return {"background": picture, "layers": [], "composite": None}
+
+
 def _gallery(history: list[SessionResult]) -> list[tuple[str, str]]:
     return [(r.result_path, r.caption) for r in reversed(history)]
 
@@ -175,6 +192,28 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
                 max_length=limit,
                 elem_id="lusd-focus",
             )
+            with gr.Accordion("Where to edit (optional)", open=False, elem_id="lusd-where"):
+                ui.region = gr.ImageEditor(
+                    value=_NOTHING_PAINTED,
+                    label="Paint over the part that may change (clear it: automatic)",
+                    type="numpy",
+                    image_mode="RGBA",
+                    sources=[],
+                    transforms=[],
+                    layers=False,
+                    brush=gr.Brush(colors=["#ff00c8"], color_mode="fixed", default_size=8),
+                    eraser=gr.Eraser(default_size=8),
+                    format="png",
+                    height=300,
+                    elem_id="lusd-region",
+                )
+                ui.box = gr.Textbox(
+                    value="",
+                    label="…or a box x0,y0,x1,y1 (pixels, or fractions of width and height)",
+                    placeholder="0.5,0,1,0.5",
+                    max_length=100,
+                    elem_id="lusd-box",
+                )
             with gr.Row():
                 ui.strength = gr.Slider(
                     min(STRENGTHS),
@@ -255,6 +294,8 @@ def build_app(
         seed,
         show_mask,
         history,
+        painted,
+        box,
         request: gr.Request,
         progress=_PROGRESS,
     ):
@@ -273,7 +314,8 @@ def build_app(
         try:
             stops.begin(session)
             strength = DEFAULT_STRENGTH if strength is None else strength
-            record = editor.run(image, source, target, focus, strength, seed or 0, report)
+            region = painted_region(painted, box)
+            record = editor.run(image, source, target, focus, strength, seed or 0, report, region)
         except _Stopped:
             done, total = steps_done
             status = f"Stopped after {done} of {total} steps; the picture was not changed."
@@ -301,11 +343,13 @@ def build_app(
         strength,
         show_mask,
         history,
+        painted,
+        box,
         request: gr.Request,
         progress=_PROGRESS,
     ):
         seed = new_seed()
-        args = (image, source, target, focus, strength, seed, show_mask, history)
+        args = (image, source, target, focus, strength, seed, show_mask, history, painted, box)
         return edit(*args, request, progress)
 
     def stop(request: gr.Request) -> str:
@@ -334,12 +378,22 @@ def build_app(
         common = [ui.image, ui.source, ui.target, ui.focus, ui.strength]
         queued = {"concurrency_limit": settings.concurrency, "concurrency_id": "edit"}
         instant = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+        where = [ui.region, ui.box]
         ui.run.click(
-            edit, [*common, ui.seed, ui.show_mask, ui.history], outputs, api_name="edit", **queued
+            edit,
+            [*common, ui.seed, ui.show_mask, ui.history, *where],
+            outputs,
+            api_name="edit",
+            **queued,
         )
         ui.again.click(
-            try_again, [*common, ui.show_mask, ui.history], outputs, api_name="try_again", **queued
+            try_again,
+            [*common, ui.show_mask, ui.history, *where],
+            outputs,
+            api_name="try_again",
+            **queued,
         )
+        ui.image.change(_paint_on, ui.image, ui.region, **instant)
         for box in (ui.source, ui.target):
             box.change(editor.focus_preview, [ui.source, ui.target], ui.focus, **instant)
         ui.show_mask.change(toggle_mask, [ui.show_mask, ui.current], ui.compare, **instant)

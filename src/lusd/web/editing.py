@@ -18,6 +18,7 @@ from PIL import Image
 from lusd.config import EditConfig, preset_config
 from lusd.errors import ImageInputError, LUSDError, PromptError
 from lusd.licensing import ModelLicense, lookup, require_commercial
+from lusd.regions import Region
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,24 @@ def parse_focus(text: str | None) -> list[str] | None:
     return words or None
 
 
+def painted_region(painted: Any, box_text: str | None = None) -> Region | None:
+    """The region the user gave: strokes painted on the picture (an ImageEditor value:
+    layers with alpha), else a typed box ``x0,y0,x1,y1``; None (nothing painted, no box)
+    means automatic."""
+    box_text = (box_text or "").strip()
+    strokes = None
+    for layer in painted.get("layers") or [] if isinstance(painted, dict) else []:
+        pixels = np.asarray(layer)
+        if pixels.ndim == 3 and pixels.shape[2] == 4 and pixels[..., 3].any():
+            drawn = pixels[..., 3] > 0
+            strokes = drawn if strokes is None else strokes | drawn
+    if strokes is not None and box_text:
+        raise ImageInputError("Paint the area or type a box, not both.")
+    if strokes is not None:
+        return Region.from_mask(Image.fromarray(np.uint8(strokes) * 255), name="painted")
+    return Region.from_box(box_text) if box_text else None
+
+
 def mask_overlay(image: Image.Image, mask: Image.Image) -> Image.Image:
     """``image`` with the edited area (``mask``, mode L) tinted, for the mask view."""
     rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
@@ -236,6 +255,7 @@ class Editor:
         strength: int,
         seed: int,
         progress: Callable[[int, int], None] | None = None,
+        region: Region | None = None,
     ) -> SessionResult:
         """One edit; raises LUSDError (one plain line) for anything the user can fix."""
         from lusd.edit_path import EditRequest, run_edit
@@ -248,6 +268,11 @@ class Editor:
         image = self.load(str(image_path))
         focus = parse_focus(focus_text)
         self.check_focus(target, focus)
+        if region is not None:
+            try:
+                region.pixels(image.size)
+            except ImageInputError as error:
+                raise ImageInputError(plain_message(error)) from None
         request = EditRequest(
             image,
             source,
@@ -255,6 +280,7 @@ class Editor:
             self.config_for(strength),
             seed=seed,
             focus=tuple(focus) if focus else None,
+            region=region,
         )
         record = run_edit(self.pipe, request, progress=progress)
         return self._save(record, strength)
