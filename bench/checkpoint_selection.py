@@ -2,7 +2,7 @@
 
 The noise-prediction loss is blind to the objects' form, which decides the oracle's
 verdicts (bench/shapes-experiments.md, "The same recipe with another seed"). This exports each
-checkpoint a run kept (`lusd train-shapes --keep-checkpoints`: `unet/kept/*.pt`) and
+checkpoint a run kept (`lusd lab train-shapes --keep-checkpoints`: `unet/kept/*.pt`) and
 judges its EMA weights on two prompt sets of 200: the evaluation's (seed 2024, what a
 selection would look at) and the held-out prompts (seed 99, what checks the selection).
 

@@ -1,6 +1,6 @@
 """Position-word diagnostics (bench/shapes-experiments.md, "Why the model ignores position words").
 
-Fine-tunes the UNet + text encoder of a `lusd train-shapes` work folder for a few minutes
+Fine-tunes the UNet + text encoder of a `lusd lab train-shapes` work folder for a few minutes
 on chosen data, then measures the position probe and writes JSON:
 
     python bench/position_finetune.py --work /work/train_runs/shapes3 --minutes 15 \\
@@ -116,7 +116,7 @@ def finetune(
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--work", type=Path, required=True, help="a `lusd train-shapes` work folder")
+    p.add_argument("--work", type=Path, required=True, help="a `lusd lab train-shapes` work folder")
     p.add_argument("--minutes", type=float, default=15.0)
     p.add_argument("--t-min", type=int, default=0, help="sample t from [t_min, 1000)")
     p.add_argument("--data", choices=("world", *DATA), default="world")

@@ -1,4 +1,4 @@
-"""Shapes-world edit benchmark (same as `lusd bench shapes`; see docs/results.md).
+"""Shapes-world edit benchmark (same as `lusd lab bench-shapes`; see docs/results.md).
 
     python bench/shapes_edits.py --cases 150 --docs docs/results.md
     python bench/shapes_edits.py --cases 6 --presets lusd,dds --name smoke

@@ -1,4 +1,4 @@
-"""Train the shapes-world model from scratch (``lusd train-shapes``).
+"""Train the shapes-world model from scratch (``lusd lab train-shapes``).
 
 Stage ``vae`` trains the AutoencoderKL, stage ``unet`` the UNet jointly with the text
 encoder on the frozen VAE's latents, stage ``export`` writes the diffusers folder. Each

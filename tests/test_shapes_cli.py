@@ -1,4 +1,5 @@
-"""`lusd generate`, `lusd demo` and `lusd bench shapes` through typer's runner (shipped model)."""
+"""`lusd generate`, `lusd demo`, `lusd lab bench-shapes` and `lusd lab train-shapes` through
+typer's runner (shipped model)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def test_generate_rejects_a_bad_extension_in_one_line(tmp_path):
         (["generate", "  ", "-o", "g.png"], "prompt is empty"),
         (["generate", "a red circle " * 40, "-o", "g.png"], "tokens long"),
         (["generate", "a red circle", "--steps", "0", "-o", "g.png"], "--steps"),
-        (["bench", "shapes", "--cases", "0"], "--cases"),
+        (["lab", "bench-shapes", "--cases", "0"], "--cases"),
     ],
 )
 def test_shapes_commands_refuse_bad_input_in_one_line(tmp_path, args, message):
@@ -74,8 +75,8 @@ def test_bench_command_on_a_few_cases(tmp_path):
     result = runner.invoke(
         app,
         [
-            "bench",
-            "shapes",
+            "lab",
+            "bench-shapes",
             "--cases",
             "3",
             "--presets",
@@ -96,7 +97,7 @@ def test_bench_command_on_a_few_cases(tmp_path):
 def test_train_shapes_names_a_work_folder_it_cannot_create(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    result = runner.invoke(app, ["train-shapes", "--work", str(blocker / "work")])
+    result = runner.invoke(app, ["lab", "train-shapes", "--work", str(blocker / "work")])
     assert result.exit_code == 1, result.output
     assert f"cannot use {blocker / 'work'}" in result.output and "unexpected" not in result.output
 
@@ -111,7 +112,7 @@ def test_train_shapes_passes_only_the_options_given_to_the_recipe(tmp_path, monk
     args += ["--ground-until", "900", "--ground-min-t", "600"]
     args += ["--ground-min-side", "8", "--ground-late-words", "none", "--vae-from", "shipped"]
     args += ["--ground-self", "0.05", "--unet-from", "shipped", "--unet-lr", "3e-4"]
-    result = runner.invoke(app, ["train-shapes", *args, "--keep-checkpoints"])
+    result = runner.invoke(app, ["lab", "train-shapes", *args, "--keep-checkpoints"])
     assert result.exit_code == 0, result.output
     argv = seen[0]
     assert argv[argv.index("--position-steps") + 1] == "0:10"

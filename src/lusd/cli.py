@@ -17,7 +17,7 @@ from typer.core import TyperGroup  # noqa: E402
 from lusd import __version__
 
 #: Modules under lusd.commands that add their commands to the app.
-COMMAND_MODULES: tuple[str, ...] = ("edit", "info", "inspect", "serve", "batch", "shapes")
+COMMAND_MODULES: tuple[str, ...] = ("edit", "batch", "serve", "info", "inspect", "shapes", "lab")
 
 
 class OneLineErrors(TyperGroup):

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import typer
 
+from lusd.commands import options as opt
 from lusd.commands.common import cli_errors, console, err_console, parse_overrides
-
-MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
 
 
 def register(app: typer.Typer) -> None:
@@ -21,56 +20,39 @@ def register(app: typer.Typer) -> None:
 def batch(
     manifest: Path = typer.Argument(..., help="CSV or JSONL manifest (image, target_prompt, ...)."),
     outdir: Path = typer.Option(..., "--output", "-o", help="Output folder (created; resumable)."),
-    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    preset: str = typer.Option("lusd", "--preset", "-p", help="Preset for rows without one."),
-    seed: int = typer.Option(0, "--seed", help="Default seed for rows without one."),
-    steps: int = typer.Option(None, "--steps", help="Iterations for every row (default: model's)."),
-    settings: list[str] = typer.Option(None, "--set", help="EditConfig override KEY=VALUE."),
+    model: opt.Model = None,
+    preset: opt.Preset = "lusd",
+    seed: opt.Seed = 0,
+    steps: opt.Steps = None,
+    settings: opt.Settings = None,
     backend: str = typer.Option("local", "--backend", help="local (one process) or ray."),
     workers: int = typer.Option(1, "--workers", "-w", help="Ray actors (one model each)."),
     address: str = typer.Option(None, "--address", help="Ray cluster, e.g. ray://head:10001."),
     strict: bool = typer.Option(False, "--strict", help="Abort if any manifest row is bad."),
-    allow_dirs: list[Path] = typer.Option(
-        None, "--allow-dir", help="Folder rows may name images in, besides the manifest's own."
-    ),
+    allow_dirs: opt.AllowDirs = None,
     rerun_changed: bool = typer.Option(
         False, "--rerun-changed", help="Redo done rows whose config, prompts or seed changed."
     ),
-    no_crop: bool = typer.Option(
-        False, "--no-crop", help="Edit rows with a region on the whole picture, not a crop."
-    ),
+    no_crop: opt.NoCrop = False,
     max_attempts: int = typer.Option(3, "--max-attempts", help="Tries per row before giving up."),
-    device: str = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option(None, "--dtype", help="auto, float32, float16 or bfloat16."),
+    device: opt.Device = opt.AUTO,
+    dtype: opt.Dtype = opt.AUTO,
     threads: int = typer.Option(None, "--threads", help="Torch CPU threads per worker."),
-    oracle: bool = typer.Option(
-        None,
-        "--oracle/--no-oracle",
-        help="Judge with the shapes oracle (default: on for the shapes model).",
-    ),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
-    model_config: str = typer.Option(
-        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
-    ),
+    oracle: opt.Oracle = None,
+    allow_pickle: opt.AllowPickle = False,
+    model_config: opt.ModelConfig = None,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    require_commercial: bool = typer.Option(
-        False,
-        "--require-commercial",
-        help="Refuse a model whose licence forbids commercial use (or '# lusd: "
-        "require_commercial=true' in the manifest).",
-    ),
-    c2pa_cert: str = typer.Option(
-        None, "--c2pa-cert", help="PEM certificate chain: sign C2PA Content Credentials."
-    ),
-    c2pa_key: str = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
-    hour_price: float = typer.Option(
-        None,
-        "--hour-price",
-        "--gpu-hour-price",
-        help="Price of an hour of this machine (or GPU), for the report's cost per image.",
-    ),
+    require_commercial: opt.RequireCommercial = False,
+    c2pa_cert: opt.C2PACert = None,
+    c2pa_key: opt.C2PAKey = None,
+    hour_price: opt.HourPrice = None,
 ) -> None:
-    """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped."""
+    """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped.
+
+    A row's own seed, preset, num_steps or other EditConfig column wins over --seed,
+    --preset, --steps and --set. A manifest header line '# lusd: require_commercial=true'
+    does what --require-commercial does.
+    """
     from lusd.batch.runner import BatchOptions, run_batch
     from lusd.commands.common import quiet_libraries, user_error
 
@@ -97,8 +79,8 @@ def batch(
         model_config=model_config,
         oracle=oracle,
         require_commercial=require_commercial,
-        c2pa_cert=c2pa_cert,
-        c2pa_key=c2pa_key,
+        c2pa_cert=None if c2pa_cert is None else str(c2pa_cert),
+        c2pa_key=None if c2pa_key is None else str(c2pa_key),
         hour_price=hour_price,
         allow_dirs=tuple(allow_dirs or ()),
         crop=not no_crop,
@@ -178,16 +160,18 @@ def _with_progress(opts, run_batch):
 def evaluate(
     target: Path = typer.Argument(..., help="Batch OUTDIR, or a manifest with an 'edited' column."),
     clip: str = typer.Option(None, "--clip", help="CLIPModel folder or id (paper: ViT-B/32)."),
-    device: str = typer.Option(None, "--device", help="CLIP device (default: cuda if present)."),
+    device: opt.Device = opt.AUTO,
     output: Path = typer.Option(None, "--output", "-o", help="Per-edit CSV (manifest input only)."),
-    oracle: bool = typer.Option(None, "--oracle/--no-oracle", help="Judge with the shapes oracle."),
-    allow_dirs: list[Path] = typer.Option(
-        None, "--allow-dir", help="Folder rows may name images in, besides the manifest's own."
-    ),
+    oracle: opt.Oracle = None,
+    allow_dirs: opt.AllowDirs = None,
 ) -> None:
-    """Compute L1, L2 (whole and outside the mask), CLIP-I/T/R, CLIP-AUC and oracle success."""
+    """Compute L1, L2 (whole and outside the mask), CLIP-I/T/R, CLIP-AUC and oracle success.
+
+    --device is where CLIP runs (auto: CUDA if present, else the CPU).
+    """
     from lusd.eval.evaluate import evaluate_manifest, evaluate_outdir
 
+    device = None if device == opt.AUTO else device  # the CLIP scorer's own choice
     if target.is_dir():
         result = evaluate_outdir(target, clip, device, oracle)
         where = target / "metrics.json"
@@ -214,14 +198,12 @@ def report(
         False, "--link", help="Link the images relatively instead of embedding thumbnails."
     ),
     thumb: int = typer.Option(160, "--thumb", help="Thumbnail size in pixels (embedded images)."),
-    hour_price: float = typer.Option(
-        None,
-        "--hour-price",
-        "--gpu-hour-price",
-        help="Price of a machine hour for the cost per image (default: the batch's).",
-    ),
+    hour_price: opt.HourPrice = None,
 ) -> None:
-    """Render one self-contained HTML page: KPIs, before/after/mask grid, histograms, failures."""
+    """Render one self-contained HTML page: KPIs, before/after/mask grid, histograms, failures.
+
+    Without --hour-price the cost per image uses the price the batch ran with.
+    """
     from lusd.batch.report import write_report
 
     path = write_report(outdir, output, embed=not link, thumb=thumb, hour_price=hour_price)

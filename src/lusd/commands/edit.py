@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from lusd.commands import options as opt
 from lusd.commands.common import (
     cli_errors,
     console,
@@ -14,10 +15,8 @@ from lusd.commands.common import (
     quiet_libraries,
 )
 from lusd.errors import ConfigError, ImageInputError
-from lusd.images import DEFAULT_MAX_PIXELS, save_image
+from lusd.images import save_image
 from lusd.inputs import check_seed
-
-MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
 
 
 def register(app: typer.Typer) -> None:
@@ -36,15 +35,13 @@ def edit(
     focus: list[str] = typer.Option(
         None, "--focus", help="Focus word(s); overrides automatic ones."
     ),
-    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
-    model_config: Path = typer.Option(
-        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
-    ),
-    preset: str = typer.Option("lusd", "--preset", "-p", help="lusd, dds, sds or an ablation."),
-    steps: int = typer.Option(None, "--steps", help="Iterations (default: the model's)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed; same seed, same result."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N or mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16."),
+    model: opt.Model = None,
+    model_config: opt.ModelConfig = None,
+    preset: opt.Preset = "lusd",
+    steps: opt.Steps = None,
+    seed: opt.Seed = 0,
+    device: opt.Device = opt.AUTO,
+    dtype: opt.Dtype = opt.AUTO,
     output: Path = typer.Option(None, "--output", "-o", help="Output file (.png/.jpg/.webp)."),
     save_mask: Path = typer.Option(None, "--save-mask", help="Also write the mask here."),
     raw: bool = typer.Option(False, "--raw", help="Keep the decoded image; do not paste back."),
@@ -54,19 +51,13 @@ def edit(
     box: str = typer.Option(
         None, "--box", help="Region as x0,y0,x1,y1: pixels, or fractions of width and height."
     ),
-    no_crop: bool = typer.Option(
-        False, "--no-crop", help="With a region, edit the whole picture, not a crop around it."
-    ),
-    settings: list[str] = typer.Option(None, "--set", help="EditConfig override KEY=VALUE."),
-    max_pixels: int = typer.Option(DEFAULT_MAX_PIXELS, "--max-pixels", help="Input pixel limit."),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
-    require_commercial: bool = typer.Option(
-        False, "--require-commercial", help="Refuse a model whose licence forbids commercial use."
-    ),
-    c2pa_cert: Path = typer.Option(
-        None, "--c2pa-cert", help="PEM certificate chain: sign C2PA Content Credentials."
-    ),
-    c2pa_key: Path = typer.Option(None, "--c2pa-key", help="PEM private key of --c2pa-cert."),
+    no_crop: opt.NoCrop = False,
+    settings: opt.Settings = None,
+    max_pixels: opt.MaxPixels = opt.DEFAULT_MAX_PIXELS,
+    allow_pickle: opt.AllowPickle = False,
+    require_commercial: opt.RequireCommercial = False,
+    c2pa_cert: opt.C2PACert = None,
+    c2pa_key: opt.C2PAKey = None,
 ) -> None:
     """Edit IMAGE so that it shows --target, changing only what the edit concerns."""
     from lusd.commands.common import check_commercial

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import typer
 
+from lusd.commands import options as opt
 from lusd.commands.common import cli_errors, console, err_console, quiet_libraries
-
-MODEL_HELP = "SD/SDXL folder, hub id or .safetensors file (default: the shipped shapes model)."
 
 
 def register(app: typer.Typer) -> None:
@@ -19,27 +17,23 @@ def register(app: typer.Typer) -> None:
 
 @cli_errors
 def info(
-    model: str = typer.Argument(None, help=MODEL_HELP),
-    model_config: Path = typer.Option(
-        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
-    ),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
-    device: str = typer.Option("auto", "--device", help="Device the estimate is measured on."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16."),
+    model: opt.ModelArgument = None,
+    model_config: opt.ModelConfig = None,
+    allow_pickle: opt.AllowPickle = False,
+    device: opt.Device = opt.AUTO,
+    dtype: opt.Dtype = opt.AUTO,
     estimate: bool = typer.Option(
         True, "--estimate/--no-estimate", help="Time a few probe steps to estimate an edit."
     ),
     probe_steps: int = typer.Option(3, "--probe-steps", help="Steps the estimate times."),
-    steps: int = typer.Option(None, "--steps", help="Steps per edit (default: the model's)."),
-    hour_price: float = typer.Option(
-        None,
-        "--hour-price",
-        "--gpu-hour-price",
-        help="Price of an hour of this machine (or GPU): prints the cost per edit.",
-    ),
-    as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
+    steps: opt.Steps = None,
+    hour_price: opt.HourPrice = None,
+    as_json: opt.Json = False,
 ) -> None:
-    """Describe a model: licence and commercial use, weights, sizes, mask layers, cost."""
+    """Describe a model: licence and commercial use, weights, sizes, mask layers, cost.
+
+    The estimate is measured on --device; --hour-price adds the cost per edit.
+    """
     from lusd.cost import edit_cost
     from lusd.licensing import read_model_license
     from lusd.model_id import model_name, model_weights_hash

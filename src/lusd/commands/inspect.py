@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from lusd.commands import options as opt
 from lusd.commands.common import cli_errors, console, fail
 
 _DST_PREFIX = "http://cv.iptc.org/newscodes/digitalsourcetype/"
@@ -23,7 +24,7 @@ def inspect(
     trust: Path = typer.Option(
         None, "--c2pa-trust", help="PEM CA certificate(s) you trust for C2PA signatures."
     ),
-    as_json: bool = typer.Option(False, "--json", help="Print everything as one JSON object."),
+    as_json: opt.Json = False,
 ) -> None:
     """Say whether FILE discloses an AI edit (XMP, C2PA) and with which settings.
 

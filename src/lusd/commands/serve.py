@@ -8,9 +8,9 @@ import shutil
 
 import typer
 
+from lusd.commands import options as opt
 from lusd.commands.common import cli_errors, console, err_console, quiet_libraries
 
-MODEL_HELP = "SD folder, hub id or .safetensors file (default: the shipped shapes model)."
 log = logging.getLogger(__name__)
 
 
@@ -29,34 +29,29 @@ def _is_loopback(host: str) -> bool:
 
 @cli_errors
 def serve(
-    model: str = typer.Option(None, "--model", "-m", help=MODEL_HELP),
+    model: opt.Model = None,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback)."),
     port: int = typer.Option(7860, "--port", help="Port to listen on."),
     share: bool = typer.Option(
         False, "--share/--no-share", help="Make a public gradio.live link (off by default)."
     ),
-    device: str = typer.Option("cpu", "--device", help="cpu (default), auto, cuda[:N] or mps."),
-    dtype: str = typer.Option("auto", "--dtype", help="auto, float32, float16 or bfloat16."),
-    steps: int = typer.Option(
-        None, "--steps", min=1, help="Steps at strength 3 (default: the model's)."
-    ),
+    device: opt.Device = opt.AUTO,
+    dtype: opt.Dtype = opt.AUTO,
+    steps: opt.Steps = None,
     max_queue: int = typer.Option(8, "--max-queue", min=1, help="Edits allowed to wait."),
     concurrency: int = typer.Option(1, "--concurrency", min=1, help="Edits run at once."),
     max_file_size: str = typer.Option(
         "10mb", "--max-file-size", help="Upload size limit; larger files are refused unread."
     ),
-    max_pixels: int = typer.Option(
-        16_000_000, "--max-pixels", min=1, help="Pixel limit of a picture."
-    ),
-    allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Allow pickled weights."),
-    model_config: str = typer.Option(
-        None, "--model-config", help="Diffusers config folder for a single-file checkpoint."
-    ),
-    require_commercial: bool = typer.Option(
-        False, "--require-commercial", help="Refuse a model whose licence forbids commercial use."
-    ),
+    max_pixels: opt.MaxPixels = opt.SERVE_MAX_PIXELS,
+    allow_pickle: opt.AllowPickle = False,
+    model_config: opt.ModelConfig = None,
+    require_commercial: opt.RequireCommercial = False,
 ) -> None:
-    """Start the web app: upload a picture, describe the change, press Edit."""
+    """Start the web app: upload a picture, describe the change, press Edit.
+
+    --steps are the iterations at strength 3 (the other strengths scale from them).
+    """
     from lusd.licensing import license_for
     from lusd.licensing import require_commercial as check_license
     from lusd.model_id import model_name
