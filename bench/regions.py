@@ -28,28 +28,16 @@ from lusd.config import preset_config
 from lusd.edit_path import EditRequest, run_edit
 from lusd.loading import load_pipeline
 from lusd.regions import Region
+from lusd.shapes.demo import cell_region, named_cell_prompt
 from lusd.shapes.edits import EditCase, edit_success, make_cases, prompt_of
 from lusd.shapes.oracle import detect
-from lusd.shapes.world import object_phrase, render, sample_scene
+from lusd.shapes.world import render, sample_scene
 
 RESULTS = Path(__file__).parent / "results"
 #: Held-out cases: the seed the shapes benchmark reports on (tuning uses 7).
 CASE_SEED = 1000
 GRID = 4
 TILE = 64
-
-
-def named_cell_target(case: EditCase) -> str:
-    """The add's target prompt with the new object's cell named."""
-    *kept, new = case.expected
-    parts = [f"a {o.color} {o.shape}" for o in kept] + [object_phrase(new, size=False)]
-    return " and ".join(parts) + f" on a {case.scene.background} background"
-
-
-def cell_box(cell: int, size: int = TILE) -> Region:
-    third = size / 3
-    col, row = cell % 3, cell // 3
-    return Region.from_box((col * third, row * third, (col + 1) * third, (row + 1) * third))
 
 
 def in_named_cell(case: EditCase, edited: Image.Image) -> bool:
@@ -75,8 +63,8 @@ def edit(pipe, image, source, target, preset, seed, region=None, crop=True):
 def named_cells(pipe, cases: list[EditCase], presets: list[str]) -> list[dict]:
     rows = []
     for index, case in enumerate(cases):
-        image, target = case.image(), named_cell_target(case)
-        region = cell_box(case.expected[-1].cell)
+        image, target = case.image(), named_cell_prompt(case)
+        region = cell_region(case.expected[-1].cell)
         for preset in presets:
             for where in (None, region):
                 start = time.perf_counter()
@@ -190,7 +178,7 @@ def main() -> None:
         "big_photos_by_kind": rates(big, "preset", "variant", "kind"),
         "rows": {"named_cell_adds": named, "big_photos": big},
         "source_prompt_example": prompt_of(adds[0].scene.objects, adds[0].scene.background),
-        "target_prompt_example": named_cell_target(adds[0]),
+        "target_prompt_example": named_cell_prompt(adds[0]),
     }
     args.output.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps({k: result[k] for k in ("named_cell_adds", "big_photos")}, indent=1))

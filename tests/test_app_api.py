@@ -10,6 +10,7 @@ import time
 from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -255,3 +256,15 @@ def test_file_api_refuses_paths_outside_the_temp_folder(server, client, picture)
             assert b"root:" not in body and b"PATH=" not in body
         status, _ = _raw_get(url, "/gradio_api/file=" + path)
         assert status in (400, 403), path  # refused by the file API, not merely unrouted
+
+
+def test_a_box_region_through_the_api(client, picture):
+    args = (handle_file(str(picture)), "a red circle", TARGET, "", 3, 5, False)
+    (_, after), download, status, _, _ = client.predict(*args, box="24,0,48,24", api_name="/edit")
+    with Image.open(download) as result, Image.open(picture) as before:
+        settings = json.loads(result.text["lusd"])
+        changed = np.any(np.asarray(result.convert("RGB")) != np.asarray(before.convert("RGB")), 2)
+    assert settings["region"] == "box:24,0,48,24" and settings["region_box"] == [24, 0, 48, 24]
+    assert not changed[24:].any() and not changed[:, :24].any()
+    with pytest.raises(AppError, match="outside the 48x48 picture"):
+        client.predict(*args, box="40,0,60,10", api_name="/edit")

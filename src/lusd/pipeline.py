@@ -258,16 +258,7 @@ class LUSDPipeline(DiffusionPipeline):
         original = load_image(image, max_pixels)
         picture, allowed, crop_at, region_box = original, None, None, None
         if region is not None:
-            region.check_config(cfg)
-            allowed = region.pixels(original.size)
-            region_box = list(bounding_box(allowed))
-            if crop:
-                long_side = cfg.resolution or self.native_size
-                crop_at = crop_box(bounding_box(allowed), original.size, long_side, cfg.crop_margin)
-            if crop_at is not None:
-                picture = original.crop(crop_at)
-                left, top, right, bottom = crop_at
-                allowed = allowed[top:bottom, left:right]
+            picture, allowed, crop_at, region_box = self._crop_to(original, region, crop, cfg)
         self.upcast_vae()
         size = self.working_size(picture.size, cfg)
         source_latents = self.encode_image(picture.resize(size, PIL.Image.LANCZOS))
@@ -342,6 +333,19 @@ class LUSDPipeline(DiffusionPipeline):
             )[None]
         output = EditOutput(images, [mask_image], words, indices, stats)
         return output if return_dict else output.to_tuple()
+
+    def _crop_to(self, original: PIL.Image.Image, region: Region, crop: bool, cfg: EditConfig):
+        """(the picture to edit, the region on it, the crop box or None, the region's
+        bounding box in the original) for an edit restricted to ``region``."""
+        region.check_config(cfg)
+        allowed = region.pixels(original.size)
+        box = bounding_box(allowed)
+        long_side = cfg.resolution or self.native_size
+        crop_at = crop_box(box, original.size, long_side, cfg.crop_margin) if crop else None
+        if crop_at is None:
+            return original, allowed, None, list(box)
+        left, top, right, bottom = crop_at
+        return original.crop(crop_at), allowed[top:bottom, left:right], crop_at, list(box)
 
     def _finish(
         self,

@@ -84,8 +84,9 @@ def demo(
     write_sheet(results, output)
     for r in results:
         verdict = "[green]success[/]" if r.success else "[red]not as asked[/]"
+        where = f" [bold]in {r.region}[/]" if r.region else ""
         console.print(
-            f"[bold]{r.case.kind}[/]: {r.case.source_prompt!r} -> {r.case.target_prompt!r}"
+            f"[bold]{r.case.kind}[/]{where}: {r.case.source_prompt!r} -> {r.case.target_prompt!r}"
         )
         console.print(f"  oracle before: {r.before}")
         console.print(

@@ -1,7 +1,9 @@
-"""`lusd demo`: three LUSD edits of a rendered scene with the shipped model, as one sheet."""
+"""`lusd demo`: LUSD edits of a rendered scene with the shipped model, as one sheet: an add
+(without and with a region), a colour change and a shape change."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -10,9 +12,12 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
+from lusd.config import preset_config
+from lusd.edit_path import EditRequest, run_edit
+from lusd.regions import Region
 from lusd.shapes.edits import EditCase, edit_success, prompt_of
 from lusd.shapes.oracle import describe
-from lusd.shapes.world import Obj, Scene, render
+from lusd.shapes.world import POSITIONS, Obj, Scene, object_phrase, render
 
 log = logging.getLogger(__name__)
 
@@ -54,38 +59,56 @@ class DemoResult:
     success: bool
     seconds: float
     focus: list[str]
+    #: where the edit was allowed ("" for anywhere)
+    region: str = ""
+
+
+def named_cell_prompt(case: EditCase) -> str:
+    """An add's target prompt with the new object's cell named ("... on the bottom ...")."""
+    *kept, new = case.expected
+    parts = [f"a {o.color} {o.shape}" for o in kept] + [object_phrase(new, size=False)]
+    return " and ".join(parts) + f" on a {case.scene.background} background"
+
+
+def cell_region(cell: int) -> Region:
+    """A shapes-world grid cell as a region (a box in fractions of the picture)."""
+    col, row = cell % 3, cell // 3
+    return Region.from_box((col / 3, row / 3, (col + 1) / 3, (row + 1) / 3))
 
 
 def run_demo(
     pipe, seed: int = 0, steps: int | None = None, on_step: Callable[[int, int], None] | None = None
 ) -> list[DemoResult]:
-    """Run the three demo edits with the model's own LUSD defaults."""
-    import torch
-
+    """Run the demo edits with the model's own LUSD defaults. The add runs twice: as the
+    words alone say it, then told where: its cell named in the target prompt and given
+    as the region (docs/regions.md)."""
+    add, *changes = demo_cases()
+    new = add.expected[-1]
+    told = dataclasses.replace(add, target_prompt=named_cell_prompt(add))
+    runs = [(add, None), (told, (cell_region(new.cell), f"the {POSITIONS[new.cell]} cell"))]
+    runs += [(case, None) for case in changes]
+    overrides = {} if steps is None else {"num_steps": steps}
+    config = preset_config("lusd", pipe.default_config, **overrides)
     results = []
-    for case in demo_cases():
+    for case, where in runs:
         image = case.image()
         started = time.perf_counter()
-        overrides = {} if steps is None else {"num_steps": steps}
-        out = pipe(
-            image,
-            case.source_prompt,
-            case.target_prompt,
-            generator=torch.Generator("cpu").manual_seed(seed),
-            callback=on_step,
-            **overrides,
+        region, label = where or (None, "")
+        request = EditRequest(
+            image, case.source_prompt, case.target_prompt, config, seed=seed, region=region
         )
-        edited = out.images[0]
+        out = run_edit(pipe, request, progress=on_step)
         results.append(
             DemoResult(
                 case,
-                edited,
-                out.masks[0],
+                out.image,
+                out.mask,
                 describe(image),
-                describe(edited),
-                edit_success(case, edited),
+                describe(out.image),
+                edit_success(case, out.image),
                 time.perf_counter() - started,
                 list(out.focus_words),
+                label,
             )
         )
     return results
@@ -102,7 +125,8 @@ def contact_sheet(results: list[DemoResult], scale: int = 4) -> Image.Image:
     y = pad
     for r in results:
         mark = "OK" if r.success else "FAIL"
-        draw.text((pad, y), f"[{mark}] {r.case.source_prompt}", fill=(0, 0, 0))
+        where = f" (region: {r.region})" if r.region else ""
+        draw.text((pad, y), f"[{mark}] {r.case.source_prompt}{where}", fill=(0, 0, 0))
         draw.text((pad, y + 13), f"  -> {r.case.target_prompt}", fill=(0, 0, 160))
         y += text_h
         tiles = [render(r.case.scene), r.edited.convert("RGB"), r.mask.convert("RGB")]
