@@ -60,7 +60,7 @@ def test_config_hash_of_earlier_journals_survives_new_fields():
     assert "mask_cross_factor" in config.to_dict()
     assert config.digest() != config.replace(mask_cross_factor=2).digest()
     # the hash of a config holding only 0.1.0's fields, as written by that version
-    added = ("mask_cross_factor", "mask_self_factor", "retry_budget")
+    added = ("mask_cross_factor", "mask_self_factor", "retry_budget", "crop_margin")
     old = {k: v for k, v in config.to_dict().items() if k not in added}
     blob = json.dumps(old, sort_keys=True).encode()
     assert config.digest() == hashlib.sha256(blob).hexdigest()[:16]

@@ -49,9 +49,11 @@ def test_demo_smoke(tmp_path):
     out = tmp_path / "demo.png"
     result = runner.invoke(app, ["demo", "-o", str(out), "--steps", "3"])
     assert result.exit_code == 0, result.output
-    assert result.output.count("oracle before") == 3 and result.output.count("oracle after") == 3
+    # the add twice (the second time told where: its cell in the prompt and as the region)
+    assert result.output.count("oracle before") == 4 and result.output.count("oracle after") == 4
+    assert "add in the bottom cell:" in result.output
     sheet = Image.open(out)
-    assert sheet.width == 3 * 256 + 4 * 8 and sheet.height > 3 * 256
+    assert sheet.width == 3 * 256 + 4 * 8 and sheet.height > 4 * 256
     xmp = exiv2_xmp(out)  # a sheet of edits: composite, one line per edit
     assert xmp["Xmp.iptcExt.DigitalSourceType"].endswith("/compositeWithTrainedAlgorithmicMedia")
     assert "a red circle" in str(xmp.get("Xmp.lusd.Description"))
