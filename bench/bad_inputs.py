@@ -1,4 +1,4 @@
-"""The bad-input sweep as a table: every malformed input of tests/bad_inputs_cases.py, run
+"""The bad-input sweep as a table: every malformed input of lusd.testing.bad_inputs, run
 once through the real CLI (or the web app's editor) with the tiny SD test model.
 
 Records for each case what happened (the one-line error, or the accepted edit) and every
@@ -13,17 +13,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from machine import machine_line
 
-from bad_inputs_cases import CASES, Ctx, Session, problems, verdict  # noqa: E402
-from machine import machine_line  # noqa: E402
-from tiny_model import save_tiny_model  # noqa: E402
+from lusd.testing.bad_inputs import CASES, Ctx, Session, problems, verdict
+from lusd.testing.tiny import save_tiny_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "bench" / "results" / "bad_inputs.json"
 DOC = ROOT / "docs" / "reliability.md"

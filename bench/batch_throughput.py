@@ -21,7 +21,6 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -52,8 +51,7 @@ def write_shapes_manifest(folder: Path, rows: int, seed: int = 7) -> Path:
 
 
 def tiny_model(folder: Path) -> str:
-    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-    from tiny_model import save_tiny_model
+    from lusd.testing.tiny import save_tiny_model
 
     return str(save_tiny_model(folder / "tiny-model"))
 

@@ -52,10 +52,8 @@ def load_unet(name: str):
     if name == "shapes":
         pipe = load_pipeline(None, "cpu" if not torch.cuda.is_available() else "cuda")
     else:
-        sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-        from tiny_model import tiny_components
-
         from lusd.pipeline import LUSDPipeline
+        from lusd.testing.tiny import tiny_components
 
         pipe = LUSDPipeline(**tiny_components())
     size = pipe.unet.config.sample_size

@@ -15,14 +15,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
-    from tiny_model import save_tiny_model
+    from lusd.testing.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-sd") / "model")
 
 
 @pytest.fixture(scope="session")
 def tiny_vpred_model_dir(tmp_path_factory):
-    from tiny_model import save_tiny_model
+    from lusd.testing.tiny import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-sd-v") / "model", "v_prediction")
 

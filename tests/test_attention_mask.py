@@ -4,7 +4,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
-from tiny_model import tiny_components
 
 from lusd.attention import (
     AttentionStore,
@@ -14,6 +13,7 @@ from lusd.attention import (
     install_capture,
     refined_map,
 )
+from lusd.testing.tiny import tiny_components
 
 
 class ExplicitProbabilities(AttnProcessor):

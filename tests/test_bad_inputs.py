@@ -1,4 +1,4 @@
-"""The bad-input sweep (tests/bad_inputs_cases.py): every case handled, none crashing.
+"""The bad-input sweep (lusd.testing.bad_inputs): every case handled, none crashing.
 
 Each case runs the real CLI app (or the web app's editor) on one malformed input and
 must end in one clear line or a correct output, with no traceback and no partial file.
@@ -7,7 +7,8 @@ must end in one clear line or a correct output, with no traceback and no partial
 from __future__ import annotations
 
 import pytest
-from bad_inputs_cases import CASES, Ctx, Session, problems
+
+from lusd.testing.bad_inputs import CASES, Ctx, Session, problems
 
 
 @pytest.fixture(scope="module")

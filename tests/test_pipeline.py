@@ -151,7 +151,8 @@ def test_model_defaults_file_and_overrides(tiny_model_dir, tmp_path, photo):
 
 def test_loads_a_folder_saved_by_stable_diffusion_pipeline(tmp_path):
     from diffusers import StableDiffusionPipeline
-    from tiny_model import tiny_components
+
+    from lusd.testing.tiny import tiny_components
 
     sd = StableDiffusionPipeline(
         **tiny_components(),

@@ -280,7 +280,7 @@ def test_single_file_family_must_match_the_config(
         load_pipeline(sdxl_checkpoint, "cpu", single_file_config=sd_config)
     assert "\n" not in str(info.value)
 
-    from tiny_model import tiny_components
+    from lusd.testing.tiny import tiny_components
 
     parts = tiny_components()
     sd_checkpoint = tmp_path / "tiny-sd.safetensors"

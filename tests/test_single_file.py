@@ -9,13 +9,13 @@ import torch
 from ldm_checkpoint import ldm_state_dict
 from PIL import Image
 from safetensors.torch import save_file
-from tiny_model import tiny_components
 from typer.testing import CliRunner
 
 from lusd.cli import app
 from lusd.config import read_model_config
 from lusd.errors import ModelLoadError
 from lusd.loading import load_pipeline
+from lusd.testing.tiny import tiny_components
 
 SOURCE, TARGET = "a cat", "a cat wearing a party hat"
 WEIGHTED = ("unet", "vae", "text_encoder")

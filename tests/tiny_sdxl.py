@@ -14,9 +14,9 @@ from pathlib import Path
 
 import torch
 from diffusers import EulerDiscreteScheduler, UNet2DConditionModel
-from tiny_model import tiny_vae
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
+from lusd.testing.tiny import tiny_vae
 from lusd.tokenizer import clip_tokenizer
 
 WIDTH_1, WIDTH_2, PROJECTION = 16, 24, 8

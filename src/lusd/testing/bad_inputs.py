@@ -1,6 +1,6 @@
 """The bad-input sweep: malformed inputs for every way into lusd, and what must happen.
 
-Shared by ``tests/test_bad_inputs.py`` (one test per case) and ``bench/bad_inputs.py``
+Shared by ``tests/cli/test_bad_inputs.py`` (one test per case) and ``bench/bad_inputs.py``
 (the table in docs/reliability.md). Each case builds its inputs in a fresh folder, runs
 the real CLI app in-process (typer's runner, so a traceback would show in its output)
 or the web app's editor, and returns one :class:`Outcome` per attempt. :func:`problems`

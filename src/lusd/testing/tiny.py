@@ -1,4 +1,8 @@
-"""Tiny random-weight Stable Diffusion components in the exact SD layout (tests only)."""
+"""Tiny random-weight SD components in the exact layouts, for tests and benchmarks.
+
+Seeded, so the same call gives the same weights; :func:`save_tiny_model` writes them as a
+diffusers folder through the real save path. Random weights: the edits are noise.
+"""
 
 from __future__ import annotations
 
