@@ -3,7 +3,7 @@
 A command declares one as ``model: Model = None``; the defaults it may take are the
 constants below, so that ``lusd edit``, ``lusd batch``, ``lusd serve``, ``lusd info`` and the
 lab commands spell, parse and explain an option the same way.
-``tests/test_cli_options.py`` checks that every option with the same name has the same type,
+``tests/cli/test_cli_options.py`` checks that every option with the same name has the same type,
 default and help in every command, except the differences listed there:
 
 * ``--max-pixels``: ``lusd serve`` keeps a lower default (:data:`SERVE_MAX_PIXELS`), as

@@ -1,0 +1,1 @@
+"""The editing core: pipeline, distillation, attention, focus, images, SDXL, edit path, regions."""

@@ -1,0 +1,1 @@
+"""The metrics: L1/L2, CLIP, mask localisation."""

@@ -1,0 +1,1 @@
+"""The shapes model's training (needs the checkout's shapes_lab/)."""

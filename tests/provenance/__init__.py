@@ -1,0 +1,1 @@
+"""What an output says about itself: disclosure, C2PA, licences, `lusd inspect`, cost."""
