@@ -179,3 +179,19 @@ def test_a_region_needs_the_paste_back(tiny_pipe, photo):
             photo, SOURCE, TARGET, num_steps=1, paste_back=False, region=Region.from_box("0,0,8,8")
         )
     assert json.dumps(Region.from_box("0,0,8,8").label) == '"box:0,0,8,8"'
+
+
+def test_a_job_with_a_mask_region_travels_to_a_worker(tmp_path):
+    import pickle
+
+    from lusd.batch.jobs import JobSpec
+
+    mask = Image.new("L", (32, 24), 0)
+    mask.paste(255, (0, 0, 8, 8))
+    job = JobSpec(
+        "a", 2, "photo.png", SOURCE, TARGET, None, 0, "lusd", EditConfig(), "hash",
+        region=Region.from_mask(mask), crop=False,
+    )  # fmt: skip
+    back = pickle.loads(pickle.dumps(job))  # Ray sends jobs pickled
+    assert back.region.label == job.region.label and not back.crop
+    assert (back.region.pixels((64, 48)) == job.region.pixels((64, 48))).all()
