@@ -70,7 +70,10 @@ def demo(
     seed: opt.Seed = 0,
     steps: opt.Steps = None,
 ) -> None:
-    """Render a scene, run three LUSD edits with the shipped model, write input|output|mask."""
+    """Render a scene, run four LUSD edits with the shipped model, write input|output|mask.
+
+    An add (without and with a region), a colour change and a shape change.
+    """
     started = time.perf_counter()
     quiet_libraries()
     from lusd.loading import load_pipeline
