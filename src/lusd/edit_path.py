@@ -22,7 +22,7 @@ from lusd import __version__
 from lusd.config import EditConfig
 from lusd.disclosure import EditDisclosure
 from lusd.errors import ConfigError, PromptError
-from lusd.images import encode_image, output_format, save_image
+from lusd.images import encode_image, save_image
 from lusd.inputs import check_seed
 from lusd.model_id import ModelIdentity
 from lusd.regions import Region
@@ -68,6 +68,7 @@ class EditRequest:
         object.__setattr__(self, "seed", check_seed(self.seed))
         if self.region is not None:
             self.region.check_config(self.config)
+            self.region.pixels(self.image.size)  # empty or outside the picture: refused now
         if self.focus is not None:
             object.__setattr__(self, "focus", tuple(self.focus) or None)
 
@@ -128,16 +129,15 @@ class EditRecord:
         """Write the edited image atomically; ``signer`` adds signed C2PA credentials
         (``source_bytes``: the input file, recorded as the ingredient)."""
         target = Path(path)
+        disclosure = self.disclosure
         finish = None
         if signer is not None:
-            disclosure = self.disclosure
 
             def finish(data: bytes, mime: str) -> bytes:
                 return signer.sign(data, mime, disclosure, source_bytes, target.name)
 
-        output_format(target)
         return save_image(
-            self.image, target, self.metadata(), xmp=self.disclosure.to_xmp(), finish=finish
+            self.image, target, self.metadata(), xmp=disclosure.to_xmp(), finish=finish
         )
 
 

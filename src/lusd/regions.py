@@ -221,5 +221,5 @@ def stitch(
     full = original.copy()
     full.paste(edited, box[:2])
     full_mask = Image.new("L", original.size, 0)
-    full_mask.paste(mask.resize(edited.size, Image.BICUBIC), box[:2])
+    full_mask.paste(mask, box[:2])
     return full, full_mask

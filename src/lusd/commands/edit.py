@@ -87,19 +87,15 @@ def edit(
     if require_commercial:
         check_commercial(model)
     signer = load_signer(c2pa_cert, c2pa_key)
-    picture = load_image(image, max_pixels)
-    where = _region(region, box)
-    if where is not None:
-        where.pixels(picture.size)  # refuse an empty or misplaced region before loading
-    request = EditRequest(
-        picture,
+    request = EditRequest(  # checks the region against the picture before the model loads
+        load_image(image, max_pixels),
         source,
         target,
         config,
         preset=preset,
         seed=seed,
         focus=tuple(focus) if focus else None,
-        region=where,
+        region=_region(region, box),
         crop=not no_crop,
     )
 

@@ -268,11 +268,6 @@ class Editor:
         image = self.load(str(image_path))
         focus = parse_focus(focus_text)
         self.check_focus(target, focus)
-        if region is not None:
-            try:
-                region.pixels(image.size)
-            except ImageInputError as error:
-                raise ImageInputError(plain_message(error)) from None
         request = EditRequest(
             image,
             source,
