@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from lusd.config import PRESETS, EditConfig
+from lusd.config import EditConfig
+from lusd.rules import PRESETS
 
 __version__ = "0.1.0"
 __all__ = [

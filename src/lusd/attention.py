@@ -91,20 +91,24 @@ def choose_mask_layers(unet, cross_factor: int = 4, self_factor: int = 2) -> Mas
 class AttentionStore:
     """What one UNet pass leaves for the mask; reset before every pass.
 
-    ``latent_hw`` (the latent's height and width, set per edit) lets the decoder's self
-    layers refine the map inside the pass; without it every self layer keeps its query
-    and key for :func:`refined_map`.
+    ``reset(rows, focus)`` names the batch rows to read (the target branch of the lanes
+    whose mask is built) and each row's focus-token positions. ``latent_hw`` (the
+    latent's height and width, set per edit) lets the decoder's self layers refine the
+    maps inside the pass; without it every self layer keeps its queries and keys for
+    :func:`refined_maps`.
     """
 
     layers: MaskLayers
-    branch: int = 1
-    focus: torch.Tensor | None = None
-    active: bool = False
     latent_hw: tuple[int, int] | None = None
-    cross_maps: list[torch.Tensor] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    focus: list[torch.Tensor] = field(default_factory=list)
+    #: per cross layer: one map (hw,) per row
+    cross_maps: list[list[torch.Tensor]] = field(default_factory=list)
+    #: per self layer kept for later: (queries of the rows, keys of the rows, scale)
     self_queries_keys: list[tuple[torch.Tensor, torch.Tensor, float]] = field(default_factory=list)
-    refined_in_pass: list[torch.Tensor] = field(default_factory=list)
-    _column: torch.Tensor | None = None
+    #: per self layer refined in the pass: one map per row
+    refined_in_pass: list[list[torch.Tensor]] = field(default_factory=list)
+    _columns: list[torch.Tensor] | None = None
     _roles: dict[str, str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -113,35 +117,54 @@ class AttentionStore:
         for name in self.layers.self_:
             self._roles[name] = "self-in-pass" if runs_after_all(name, cross) else "self"
 
+    @property
+    def active(self) -> bool:
+        return bool(self.rows)
+
     def role(self, name: str) -> str | None:
         """What layer ``name`` records in this pass: "cross", "self-in-pass", "self" or None."""
-        return self._roles.get(name) if self.active else None
+        return self._roles.get(name) if self.rows else None
 
-    def reset(self, active: bool) -> None:
-        self.active = active and self.focus is not None and len(self.focus) > 0
+    def reset(self, rows: list[int], focus: list[torch.Tensor]) -> None:
+        self.rows, self.focus = list(rows), list(focus)
         self.cross_maps.clear()
         self.self_queries_keys.clear()
         self.refined_in_pass.clear()
-        self._column = None
+        self._columns = None
 
-    def cross_column(self) -> torch.Tensor | None:
-        """The pass's cross map at the self grid, flattened, once every cross layer has run."""
+    def cross_columns(self) -> list[torch.Tensor] | None:
+        """Each row's cross map at the self grid, flattened, once every cross layer has run."""
         if self.latent_hw is None:
             return None
         if len(self.cross_maps) < len(self.layers.cross):
             return None
-        if self._column is None:
-            self._column = cross_column(self, self.latent_hw, self.layers)
-        return self._column
+        if self._columns is None:
+            self._columns = cross_columns(self, self.latent_hw, self.layers)
+        return self._columns
 
 
-def cross_column(
+def cross_column(self) -> torch.Tensor | None:
+    """The pass's cross map at the self grid, flattened, once every cross layer has run."""
+    if self.latent_hw is None:
+        return None
+    if len(self.cross_maps) < len(self.layers.cross):
+        return None
+    if self._column is None:
+        self._column = cross_column(self, self.latent_hw, self.layers)
+    return self._column
+
+
+def cross_columns(
     store: AttentionStore, latent_hw: tuple[int, int], layers: MaskLayers
-) -> torch.Tensor:
-    """The layer-averaged cross map, resized to the self grid and flattened."""
-    cross = torch.stack(store.cross_maps).mean(dim=0)
+) -> list[torch.Tensor]:
+    """Each row's layer-averaged cross map, resized to the self grid and flattened."""
     cross_hw, self_hw = _grid(latent_hw, layers.cross_factor), _grid(latent_hw, layers.self_factor)
-    return _resize(cross, cross_hw, self_hw).reshape(-1)
+    return [
+        _resize(
+            torch.stack([maps[r] for maps in store.cross_maps]).mean(dim=0), cross_hw, self_hw
+        ).reshape(-1)
+        for r in range(len(store.rows))
+    ]
 
 
 def _grid(latent_hw: tuple[int, int], factor: int) -> tuple[int, int]:
@@ -232,17 +255,20 @@ class CaptureProcessor:
 
 def _attend_and_keep(query, key, value, scale: float, store: AttentionStore, keep) -> torch.Tensor:
     out = F.scaled_dot_product_attention(query, key, value, scale=scale)
-    keep(store, query[store.branch], key[store.branch], scale)
+    keep(store, query[store.rows], key[store.rows], scale)
     return out
 
 
 def _capture_cross(store: AttentionStore, query: torch.Tensor, key: torch.Tensor, scale: float):
-    """Keep the head-averaged probabilities of the focus columns, averaged over those tokens."""
+    """Keep each row's head-averaged probabilities of its focus columns, averaged over
+    those tokens."""
     precise = torch.promote_types(query.dtype, torch.float32)  # fp16/bf16 scores overflow
-    scores = torch.einsum("hqd,hkd->hqk", query.to(precise), key.to(precise)) * scale
-    probs = scores.softmax(dim=-1).mean(dim=0)  # (hw, tokens)
-    focus = store.focus.to(probs.device)
-    store.cross_maps.append(probs[:, focus].mean(dim=-1))
+    maps = []
+    for row_query, row_key, focus in zip(query, key, store.focus, strict=True):
+        scores = torch.einsum("hqd,hkd->hqk", row_query.to(precise), row_key.to(precise)) * scale
+        probs = scores.softmax(dim=-1).mean(dim=0)  # (hw, tokens)
+        maps.append(probs[:, focus.to(probs.device)].mean(dim=-1))
+    store.cross_maps.append(maps)
 
 
 def _capture_self(store: AttentionStore, query: torch.Tensor, key: torch.Tensor, scale: float):
@@ -250,16 +276,20 @@ def _capture_self(store: AttentionStore, query: torch.Tensor, key: torch.Tensor,
 
 
 def _attend_self(query, key, value, scale: float, store: AttentionStore, in_pass: bool):
-    """``S @ c`` of a self layer: inside its own attention call when the cross map is
-    complete (``in_pass``, the decoder's layers), else from its query and key after the pass."""
-    column = store.cross_column() if in_pass else None
-    if column is None:
+    """``S @ c`` of a self layer: inside its own attention call when the cross maps are
+    complete (``in_pass``, the decoder's layers), else from its queries and keys after the
+    pass."""
+    columns = store.cross_columns() if in_pass else None
+    if columns is None:
         return _attend_and_keep(query, key, value, scale, store, _capture_self)
-    target = store.branch
-    rest = [i for i in range(query.shape[0]) if i != target]
+    rest = [i for i in range(query.shape[0]) if i not in store.rows]
     out = torch.empty_like(query)
-    out[rest] = F.scaled_dot_product_attention(query[rest], key[rest], value[rest], scale=scale)
-    out[target], refined = attend_with_map(query[target], key[target], value[target], column, scale)
+    if rest:
+        out[rest] = F.scaled_dot_product_attention(query[rest], key[rest], value[rest], scale=scale)
+    refined = []
+    for row, column in zip(store.rows, columns, strict=True):
+        out[row], row_map = attend_with_map(query[row], key[row], value[row], column, scale)
+        refined.append(row_map)
     store.refined_in_pass.append(refined)
     return out
 
@@ -334,15 +364,18 @@ def _resize(flat: torch.Tensor, from_hw: tuple[int, int], to_hw: tuple[int, int]
     return grid[0, 0]
 
 
-def refined_map(
+def refined_maps(
     store: AttentionStore, latent_hw: tuple[int, int], layers: MaskLayers
-) -> torch.Tensor:
-    """The normalised LUSD map (latent_hw, values in [0, 1]) of the last captured pass."""
-    column = cross_column(store, latent_hw, layers)
-    parts = list(store.refined_in_pass)
-    for query, key, scale in store.self_queries_keys:
-        parts.append(map_through(query, key, column, scale))
-    refined = torch.stack(parts).mean(dim=0)
-    full = _resize(refined, _grid(latent_hw, layers.self_factor), latent_hw)
-    low, high = full.min(), full.max()
-    return (full - low) / (high - low).clamp_min(1e-8)
+) -> list[torch.Tensor]:
+    """The normalised LUSD map (latent_hw, values in [0, 1]) of each row of the last
+    captured pass."""
+    maps = []
+    for r, column in enumerate(cross_columns(store, latent_hw, layers)):
+        parts = [row_maps[r] for row_maps in store.refined_in_pass]
+        for query, key, scale in store.self_queries_keys:
+            parts.append(map_through(query[r], key[r], column, scale))
+        refined = torch.stack(parts).mean(dim=0)
+        full = _resize(refined, _grid(latent_hw, layers.self_factor), latent_hw)
+        low, high = full.min(), full.max()
+        maps.append((full - low) / (high - low).clamp_min(1e-8))
+    return maps

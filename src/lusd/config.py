@@ -9,11 +9,9 @@ import json
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from lusd.errors import ConfigError
-
-Method = Literal["lusd", "dds", "sds"]
 
 #: The authors' SGD learning rate 1 on a loss scaled by 2000 / (64 * 64).
 LUSD_LR = 2000 / 4096
@@ -26,10 +24,12 @@ MAX_RESOLUTION = 4096
 class EditConfig:
     """All hyper-parameters of one edit (LUSD_SPEC defaults).
 
-    ``method`` picks the update rule; the ``use_*`` switches give the ablations.
+    ``method`` names the update rule (:mod:`lusd.rules`); the ``use_*`` switches give the
+    ablations. A rule's own settings are ``options`` (``replace`` and ``to_dict`` treat
+    them as fields).
     """
 
-    method: Method = "lusd"
+    method: str = "lusd"
     num_steps: int = 300
     #: longer side of the working image in pixels; 0 = the model's native size
     resolution: int = 0
@@ -66,10 +66,22 @@ class EditConfig:
     #: with a region: the crop around it grows by this fraction of the region's longer side
     #: on every side (more context, fewer pixels for the region; docs/regions.md)
     crop_margin: float = 0.0
+    #: the rule's own settings as sorted (name, value) pairs, defaults filled in
+    rule_settings: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
-        if self.method not in ("lusd", "dds", "sds"):
-            raise ConfigError(f"unknown method {self.method!r}: use lusd, dds or sds")
+        from lusd.rules import rule_class
+
+        declared = {s.name: s for s in rule_class(self.method).settings}
+        given = dict(self.rule_settings)
+        unknown = set(given) - set(declared)
+        if unknown:
+            raise ConfigError(
+                f"method {self.method} has no setting {', '.join(sorted(unknown))}"
+                + (f"; its settings: {', '.join(declared)}" if declared else "")
+            )
+        values = {name: s.check(given.get(name, s.default)) for name, s in declared.items()}
+        object.__setattr__(self, "rule_settings", tuple(sorted(values.items())))
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
             if not math.isfinite(value):
@@ -96,18 +108,36 @@ class EditConfig:
         if self.lr <= 0:
             raise ConfigError(f"lr must be positive, got {self.lr}")
 
+    @property
+    def options(self) -> dict[str, Any]:
+        """The rule's own settings by name."""
+        return dict(self.rule_settings)
+
     def replace(self, **changes: Any) -> EditConfig:
-        """Return a copy with ``changes`` applied; unknown names are a ConfigError."""
-        unknown = set(changes) - field_names()
+        """Return a copy with ``changes`` applied (fields, or the rule's settings); unknown
+        names are a ConfigError. A change of ``method`` drops the old rule's settings."""
+        from lusd.rules import rule_class
+
+        method = changes.get("method", self.method)
+        settings = {s.name for s in rule_class(method).settings}
+        options = {} if method != self.method else self.options
+        unknown = set(changes) - field_names() - settings
         if unknown:
             raise ConfigError(
                 f"unknown EditConfig field(s): {', '.join(sorted(unknown))}; "
-                f"known: {', '.join(sorted(field_names()))}"
+                f"known: {', '.join(sorted(field_names() | settings))}"
             )
-        return dataclasses.replace(self, **{k: _coerce(k, v) for k, v in changes.items()})
+        options.update({k: v for k, v in changes.items() if k in settings})
+        fields_changed = {k: _coerce(k, v) for k, v in changes.items() if k not in settings}
+        return dataclasses.replace(
+            self, **fields_changed, rule_settings=tuple(sorted(options.items()))
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field and the rule's settings, by name."""
+        values = dataclasses.asdict(self)
+        del values["rule_settings"]
+        return {**values, **self.options}
 
     def row_hash_dict(self) -> dict[str, Any]:
         """``to_dict`` as batch journals hash it: fields added since they did so are left
@@ -216,7 +246,15 @@ def _model_folder(model: str | None) -> Path | None:
 
 
 def field_names() -> set[str]:
-    return {f.name for f in fields(EditConfig)}
+    """EditConfig's fields as users name them (the rules' settings are not among them)."""
+    return {f.name for f in fields(EditConfig)} - {"rule_settings"}
+
+
+def setting_names() -> set[str]:
+    """Every name a config may set: the fields and every rule's settings."""
+    from lusd.rules import RULES
+
+    return field_names() | {s.name for rule in RULES.values() for s in rule.settings}
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -239,27 +277,6 @@ def _coerce(name: str, value: Any) -> Any:
         raise ConfigError(f"{name} expects {kind.__name__}, got {value!r}") from None
 
 
-_DDS_SDS_COMMON = dict(
-    num_steps=200,
-    lr=0.1 * LUSD_LR,
-    use_filter=False,
-    use_mask=False,
-    normalize=False,
-    lambda_reg=0.0,
-)
-
-#: Method presets. "lusd" is the paper's single configuration; "dds" and "sds"
-#: are the baselines as their authors define them; the rest are LUSD ablations.
-PRESETS: dict[str, dict[str, Any]] = {
-    "lusd": {},
-    "dds": dict(method="dds", guidance_scale=7.5, **_DDS_SDS_COMMON),
-    "sds": dict(method="sds", guidance_scale=100.0, **_DDS_SDS_COMMON),
-    "lusd-no-mask": dict(use_mask=False),
-    "lusd-no-filter": dict(use_filter=False),
-    "lusd-no-norm": dict(normalize=False, lr=0.1 * LUSD_LR),
-}
-
-
 def preset_config(
     preset: str = "lusd",
     base: EditConfig | None = None,
@@ -273,8 +290,11 @@ def preset_config(
     the LUSD presets only: the baselines run as their authors defined them.
     ``keep_base`` makes ``base`` (a caller's own config) the start of every preset.
     """
+    from lusd.rules import PRESETS
+
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    use_base = base is not None and (keep_base or preset.startswith("lusd"))
+    changes = PRESETS[preset]
+    use_base = base is not None and (keep_base or changes["method"] == "lusd")
     start = base if use_base else EditConfig()
-    return start.replace(**PRESETS[preset]).replace(**overrides)
+    return start.replace(**changes).replace(**overrides)

@@ -20,16 +20,17 @@ from lusd.attention import (
     capturing,
     choose_mask_layers,
     install_capture,
-    refined_map,
+    refined_maps,
 )
 from lusd.config import EditConfig, preset_config, read_model_config
-from lusd.distill import Conditioning, Distiller
+from lusd.distill import Conditioning, Distiller, Lane
 from lusd.errors import ConfigError, PromptError
 from lusd.families import SD, SDXL, SDFamily, family_from_index, family_of
 from lusd.focus import resolve_focus
 from lusd.images import DEFAULT_MAX_PIXELS, fit_size, load_image, paste_back, soft_mask
 from lusd.inputs import check_prompt
 from lusd.regions import Region, bounding_box, crop_box, region_at, region_weights, stitch
+from lusd.rules import rule_class
 
 
 @dataclass
@@ -39,7 +40,9 @@ class EditOutput(BaseOutput):
     images: the edited image(s) (PIL list, or numpy/torch per ``output_type``);
     masks: the final LUSD mask as greyscale PIL images of the same size;
     focus_words / focus_indices: the words and token positions the mask followed;
-    stats: iterations, unet_calls, filter_retries, seconds, preset, config, config_hash.
+    stats: iterations, unet_calls, filter_retries, seconds, preset, config, config_hash
+    (of the first candidate; ``candidates`` lists every candidate's own);
+    scores: the judge's score of each candidate (:mod:`lusd.judge`), when asked for.
     """
 
     images: list[PIL.Image.Image] | np.ndarray | torch.Tensor
@@ -47,6 +50,7 @@ class EditOutput(BaseOutput):
     focus_words: list[str]
     focus_indices: list[int]
     stats: dict[str, Any]
+    scores: list[float] | None = None
 
 
 class LUSDPipeline(DiffusionPipeline):
@@ -156,7 +160,7 @@ class LUSDPipeline(DiffusionPipeline):
         for tokenizer in tokenizers:
             check_prompt_length(tokenizer, source_prompt, "source prompt")
             check_prompt_length(tokenizer, target_prompt, "target prompt")
-        compares = config is None or config.method != "sds"  # SDS reads the target only
+        compares = config is None or rule_class(config.method).compares_prompts
         if compares and all(
             tokenizer(source_prompt).input_ids == tokenizer(target_prompt).input_ids
             for tokenizer in tokenizers
@@ -219,7 +223,6 @@ class LUSDPipeline(DiffusionPipeline):
 
     # ---- the edit -----------------------------------------------------------------------------
 
-    @torch.inference_mode()
     def __call__(
         self,
         image: Any,
@@ -229,11 +232,12 @@ class LUSDPipeline(DiffusionPipeline):
         focus: list[str] | None = None,
         preset: str | None = None,
         config: EditConfig | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
         callback: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         region: Region | None = None,
         crop: bool = True,
+        judge: bool = False,
         output_type: str = "pil",
         return_dict: bool = True,
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -255,7 +259,31 @@ class LUSDPipeline(DiffusionPipeline):
         self.check_inputs(source_prompt, target_prompt, cfg)
         if output_type not in ("pil", "np", "pt"):
             raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
+        rule = rule_class(cfg.method)
+        rule.check_model(self.unet)
         original = load_image(image, max_pixels)
+        generators = generator if isinstance(generator, list) else [generator]
+        # rules that back-propagate through the UNet cannot run on inference tensors
+        with torch.no_grad() if rule.needs_grad else torch.inference_mode():
+            output = self._edit(
+                original, source_prompt, target_prompt, focus, cfg, generators, callback,
+                should_stop, region, crop, judge,
+            )  # fmt: skip
+        output.stats.update(seconds=time.perf_counter() - started, preset=preset)
+        images: Any = output.images
+        if output_type != "pil":
+            stacked = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
+            images = (
+                stacked if output_type == "np" else torch.from_numpy(stacked).permute(0, 3, 1, 2)
+            )
+        output.images = images
+        return output if return_dict else output.to_tuple()
+
+    def _edit(
+        self, original, source_prompt, target_prompt, focus, cfg, generators, callback,
+        should_stop, region, crop, judge,
+    ) -> EditOutput:  # fmt: skip
+        rule = rule_class(cfg.method)
         picture, allowed, crop_at, region_box = original, None, None, None
         if region is not None:
             picture, allowed, crop_at, region_box = self._crop_to(original, region, crop, cfg)
@@ -264,14 +292,13 @@ class LUSDPipeline(DiffusionPipeline):
         source_latents = self.encode_image(picture.resize(size, PIL.Image.LANCZOS))
 
         words, indices = [], []
-        if cfg.method == "lusd":
+        if rule.reads_attention:
             words, indices = self.focus_tokens(source_prompt, target_prompt, focus)
-        use_mask = cfg.method == "lusd" and cfg.use_mask and bool(indices)
+        use_mask = rule.reads_attention and cfg.use_mask and bool(indices)
         latent_hw = tuple(source_latents.shape[-2:])
         layers = self.mask_layers_for(cfg)
-        store = AttentionStore(
-            layers, focus=torch.tensor(indices, dtype=torch.long), latent_hw=latent_hw
-        )
+        store = AttentionStore(layers, latent_hw=latent_hw)
+        focus_ids = torch.tensor(indices, dtype=torch.long)
         latent_region = None if allowed is None else region_at(allowed, latent_hw)
         # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
         sizes = {
@@ -280,17 +307,18 @@ class LUSDPipeline(DiffusionPipeline):
             "target_size": (size[1], size[0]),
         }
         prompts = [self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)]
-        if cfg.method != "lusd":
+        if rule.needs_empty:
             prompts.append(self.family.empty_prompt(self))
         cond = Conditioning(*(self.family.condition(self, p, **sizes) for p in prompts))
         distiller = Distiller(
             self.predict_eps,
             self.scheduler.alphas_cumprod,
             cfg,
-            generator,
-            capture=store.reset,
-            read_mask=lambda: refined_map(store, latent_hw, layers) if store.active else None,
+            capture=lambda rows, lanes: store.reset(rows, [focus_ids] * len(rows)),
+            read_masks=lambda: refined_maps(store, latent_hw, layers) if store.active else None,
+            unet=self.unet,
         )
+        lanes = [Lane(source_latents, cond, g, latent_region, use_mask) for g in generators]
         stopped = False
 
         def stop_now() -> bool:
@@ -305,18 +333,20 @@ class LUSDPipeline(DiffusionPipeline):
                 if callback is not None:
                     callback(step, total)
 
-            result = distiller.run(source_latents, cond, use_mask, on_step, stop_now, latent_region)
+            results = distiller.run_lanes(lanes, on_step, stop_now)
 
-        decoded = self.decode_latents(result.latents)
-        mask = None if result.mask is None else result.mask.float().cpu().numpy()
-        edited, mask_image = self._finish(picture, decoded, mask, cfg, allowed)
-        if crop_at is not None:
-            edited, mask_image = stitch(original, edited, mask_image, crop_at)
+        images, masks = [], []
+        for result in results:
+            decoded = self.decode_latents(result.latents)
+            mask = None if result.mask is None else result.mask.float().cpu().numpy()
+            edited, mask_image = self._finish(picture, decoded, mask, cfg, allowed)
+            if crop_at is not None:
+                edited, mask_image = stitch(original, edited, mask_image, crop_at)
+            images.append(edited)
+            masks.append(mask_image)
         stats = {
-            **vars(result.stats),
-            "seconds": time.perf_counter() - started,
-            "distill_seconds": result.stats.seconds,
-            "preset": preset,
+            **vars(results[0].stats),
+            "distill_seconds": results[0].stats.seconds,
             "config": cfg.to_dict(),
             "config_hash": cfg.digest(),
             "working_size": list(size),
@@ -324,15 +354,27 @@ class LUSDPipeline(DiffusionPipeline):
             "crop_box": None if crop_at is None else list(crop_at),
             "interrupted": stopped,
         }
-        images: Any = [edited]
-        if output_type == "np":
-            images = np.asarray(edited, dtype=np.float32)[None] / 255.0
-        elif output_type == "pt":
-            images = torch.from_numpy(np.asarray(edited, dtype=np.float32) / 255.0).permute(
-                2, 0, 1
-            )[None]
-        output = EditOutput(images, [mask_image], words, indices, stats)
-        return output if return_dict else output.to_tuple()
+        scores = None
+        if judge:
+            from lusd.judge import judge_candidates
+
+            verdict = judge_candidates(
+                self,
+                source_latents,
+                torch.cat([r.latents for r in results]),
+                cond,
+                masks=_stacked([r.mask for r in results]),
+                region=latent_region,
+            )
+            scores = [float(score) for score in verdict.scores]
+            stats["judge"] = {
+                "unet_passes": verdict.unet_passes,
+                "seconds": verdict.seconds,
+                "parts": verdict.parts,
+            }
+        if len(results) > 1:
+            stats["candidates"] = [vars(r.stats) for r in results]
+        return EditOutput(images, masks, words, indices, stats, scores)
 
     def _crop_to(self, original: PIL.Image.Image, region: Region, crop: bool, cfg: EditConfig):
         """(the picture to edit, the region on it, the crop box or None, the region's
@@ -410,6 +452,13 @@ class LUSDXLPipeline(LUSDPipeline):
         )
         self.register_to_config(force_zeros_for_empty_prompt=force_zeros_for_empty_prompt)
         self._setup()
+
+
+def _stacked(masks: list[torch.Tensor | None]) -> torch.Tensor | None:
+    """The candidates' masks as (K, 1, h, w), or None unless every one has a mask."""
+    if any(mask is None for mask in masks):
+        return None
+    return torch.stack(masks)[:, None]
 
 
 def pipeline_class(family: SDFamily) -> type[LUSDPipeline]:

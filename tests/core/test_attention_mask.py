@@ -11,7 +11,7 @@ from lusd.attention import (
     capturing,
     choose_mask_layers,
     install_capture,
-    refined_map,
+    refined_maps,
 )
 from lusd.testing.tiny import tiny_components
 
@@ -37,14 +37,14 @@ def bicubic(grid, size):
     return F.interpolate(grid[None, None], size=size, mode="bicubic", align_corners=False)[0, 0]
 
 
-def reference_map(probs, layers, focus, latent_hw, heads_of):
+def reference_map(probs, layers, focus, latent_hw, heads_of, row=1, batch=2):
     """LUSD_SPEC, literally: average heads, layers; focus columns; S (hw x hw); S @ c."""
     h, w = latent_hw
     cross = []
     for name in layers.cross:
         p = probs[name]
         heads = heads_of[name]
-        target = p.view(2, heads, *p.shape[1:])[1].mean(0)  # target branch, heads averaged
+        target = p.view(batch, heads, *p.shape[1:])[row].mean(0)  # target row, heads averaged
         cross.append(target)
     cross = torch.stack(cross).mean(0)[:, focus].mean(-1)
     fc, fs = layers.cross_factor, layers.self_factor
@@ -52,32 +52,34 @@ def reference_map(probs, layers, focus, latent_hw, heads_of):
     selfs = []
     for name in layers.self_:
         p = probs[name]
-        selfs.append(p.view(2, heads_of[name], *p.shape[1:])[1].mean(0))
+        selfs.append(p.view(batch, heads_of[name], *p.shape[1:])[row].mean(0))
     S = torch.stack(selfs).mean(0)
     refined = bicubic((S @ c).view(h // fs, w // fs), (h, w))
     return (refined - refined.min()) / (refined.max() - refined.min())
 
 
 @pytest.mark.parametrize("in_pass", [True, False], ids=["decoder-in-pass", "all-after-pass"])
-def test_mask_equals_explicit_reference(in_pass):
+@pytest.mark.parametrize("lanes", [1, 2], ids=["one-lane", "two-lanes"])
+def test_mask_equals_explicit_reference(in_pass, lanes):
     # float64, so that the fused and explicit kernels agree far below the 1e-4 bar on any CPU
     unet = tiny_components()["unet"].eval().double()
     layers = choose_mask_layers(unet)
     assert layers.cross_factor == 4 and layers.self_factor == 2
     gen = torch.Generator().manual_seed(0)
-    latents = torch.randn(1, 4, 16, 24, generator=gen, dtype=torch.float64).repeat(2, 1, 1, 1)
-    embeddings = torch.randn(2, 77, 16, generator=gen, dtype=torch.float64)
-    focus = [3, 5]
-    timestep = torch.tensor([500, 500])
+    # rows are branch-major: sources of every lane, then their targets
+    batch = 2 * lanes
+    latents = torch.randn(lanes, 4, 16, 24, generator=gen, dtype=torch.float64).repeat(2, 1, 1, 1)
+    embeddings = torch.randn(batch, 77, 16, generator=gen, dtype=torch.float64)
+    focus = [[3, 5], [2]][:lanes]  # each lane its own focus words
+    timestep = torch.tensor([500, 300][:lanes] * 2)
 
-    store = AttentionStore(
-        layers, focus=torch.tensor(focus), latent_hw=(16, 24) if in_pass else None
-    )
+    store = AttentionStore(layers, latent_hw=(16, 24) if in_pass else None)
     install_capture(unet)
-    store.reset(True)
+    rows = [lanes + j for j in range(lanes)]
+    store.reset(rows, [torch.tensor(f) for f in focus])
     with torch.no_grad(), capturing(store):
         fast_out = unet(latents, timestep, encoder_hidden_states=embeddings).sample
-    ours = refined_map(store, (16, 24), layers)
+    maps = refined_maps(store, (16, 24), layers)
     decoder = [name for name in layers.self_ if name.startswith("up_blocks")]
     assert decoder and len(decoder) < len(layers.self_)
     assert len(store.refined_in_pass) == (len(decoder) if in_pass else 0)
@@ -92,12 +94,13 @@ def test_mask_equals_explicit_reference(in_pass):
     unet.set_attn_processor(processors)
     with torch.no_grad():
         slow_out = unet(latents, timestep, encoder_hidden_states=embeddings).sample
-    expected = reference_map(probs, layers, focus, (16, 24), heads_of)
-
-    assert ours.shape == (16, 24)
-    assert torch.allclose(ours, expected, atol=1e-4), (ours - expected).abs().max()
+    assert len(maps) == lanes
+    for ours, row, words in zip(maps, rows, focus, strict=True):
+        expected = reference_map(probs, layers, words, (16, 24), heads_of, row, batch)
+        assert ours.shape == (16, 24)
+        assert torch.allclose(ours, expected, atol=1e-4), (ours - expected).abs().max()
+        assert ours.min() == 0 and ours.max() == 1
     assert torch.allclose(fast_out, slow_out, atol=1e-4)  # capture does not change the UNet output
-    assert ours.min() == 0 and ours.max() == 1
 
 
 def test_only_the_running_edits_mask_layers_capture():
@@ -106,20 +109,20 @@ def test_only_the_running_edits_mask_layers_capture():
     install_capture(unet)
     assert all(isinstance(p, CaptureProcessor) for p in unet.attn_processors.values())
     assert all(".attn2." in n for n in layers.cross) and all(".attn1." in n for n in layers.self_)
-    store = AttentionStore(layers, focus=torch.tensor([1]))
-    store.reset(True)
+    store = AttentionStore(layers)
+    store.reset([1], [torch.tensor([1])])
     roles = {name: store.role(name) for name in unet.attn_processors}
     assert {n for n, r in roles.items() if r == "cross"} == set(layers.cross)
     assert {n for n, r in roles.items() if r and r.startswith("self")} == set(layers.self_)
-    store.reset(False)
+    store.reset([], [])
     assert not any(store.role(name) for name in unet.attn_processors)
 
     latents, embeddings = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 16)
     timestep = torch.tensor([500, 500])
     with torch.no_grad():
         idle = unet(latents, timestep, encoder_hidden_states=embeddings).sample
-        other = AttentionStore(layers, focus=torch.tensor([1]))
-        other.reset(True)
+        other = AttentionStore(layers)
+        other.reset([1], [torch.tensor([1])])
         with capturing(other):  # another edit's store: recorded there, output unchanged
             busy = unet(latents, timestep, encoder_hidden_states=embeddings).sample
         unet.set_attn_processor(AttnProcessor2_0())

@@ -3,7 +3,8 @@
 import torch
 
 from lusd.config import LUSD_LR, EditConfig, preset_config
-from lusd.distill import Conditioning, Distiller, normalize, scale_schedule
+from lusd.distill import Conditioning, Distiller
+from lusd.rules.lusd import normalize, scale_schedule
 
 SHAPE = (1, 4, 8, 8)
 
@@ -34,7 +35,11 @@ def conditioning():
 def run(config, unet, mask=None):
     alphas = torch.linspace(0.99, 0.01, 1000)
     distiller = Distiller(
-        unet, alphas, config, torch.Generator().manual_seed(0), read_mask=lambda: mask
+        unet,
+        alphas,
+        config,
+        torch.Generator().manual_seed(0),
+        read_masks=lambda: None if mask is None else [mask],
     )
     return distiller.run(torch.zeros(SHAPE), conditioning(), use_mask=mask is not None)
 

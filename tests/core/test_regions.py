@@ -12,11 +12,13 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from lusd.cli import app
-from lusd.config import PRESETS, EditConfig
-from lusd.distill import Conditioning, Distiller, within_region
+from lusd.config import EditConfig
+from lusd.distill import Conditioning, Distiller
 from lusd.edit_path import read_settings
 from lusd.errors import ConfigError
 from lusd.regions import Region, RegionError, crop_box, region_at, region_weights
+from lusd.rules import PRESETS
+from lusd.rules.lusd import within_region
 
 SOURCE, TARGET = "a cat", "a cat wearing a party hat"
 

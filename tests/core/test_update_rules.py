@@ -5,18 +5,18 @@ import math
 import pytest
 import torch
 
-from lusd.distill import (
-    dds_gradient,
+from lusd.distill import guided
+from lusd.rules.dds import dds_gradient
+from lusd.rules.lusd import (
     ema_update,
-    guided,
     lusd_direction,
     narrowing_weight,
     normalize,
     passes_filter,
     progressive_mask,
     scale_schedule,
-    sds_gradient,
 )
+from lusd.rules.sds import sds_gradient
 
 
 def sigmoid(x):

@@ -24,10 +24,11 @@ from typing import Any
 
 from PIL import Image
 
-from lusd.config import PRESETS, field_names
+from lusd.config import field_names
 from lusd.errors import ConfigError, ImageInputError, LUSDError
 from lusd.inputs import check_prompt, check_seed, is_inside
 from lusd.regions import Region, RegionError
+from lusd.rules import PRESETS
 
 #: Accepted spellings of each known column (first one is canonical).
 ALIASES: dict[str, tuple[str, ...]] = {
