@@ -6,15 +6,17 @@ from typing import TYPE_CHECKING, Any
 
 from lusd.errors import ConfigError
 from lusd.rules.base import Setting, UpdateRule
+from lusd.rules.cds import CDS
 from lusd.rules.dds import DDS
 from lusd.rules.lusd import LUSD
+from lusd.rules.pds import PDS
 from lusd.rules.sds import SDS
 
 if TYPE_CHECKING:
     from lusd.config import EditConfig
 
 #: every rule by its name; a new rule adds one entry here
-RULES: dict[str, type[UpdateRule]] = {rule.name: rule for rule in (LUSD, DDS, SDS)}
+RULES: dict[str, type[UpdateRule]] = {rule.name: rule for rule in (LUSD, DDS, SDS, CDS, PDS)}
 
 #: every preset: the rule's name as ``method`` plus its changes to EditConfig's defaults
 PRESETS: dict[str, dict[str, Any]] = {
