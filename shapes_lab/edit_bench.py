@@ -24,6 +24,8 @@ ALL_PRESETS: tuple[str, ...] = (
     "lusd",
     "dds",
     "sds",
+    "cds",
+    "pds",
     "lusd-no-mask",
     "lusd-no-filter",
     "lusd-no-norm",
