@@ -1,12 +1,16 @@
-"""Cost of one LUSD iteration against a bare UNet forward and an explicit-softmax capture.
+"""Cost of one LUSD iteration against a bare UNet forward and an explicit-softmax capture,
+and of one iteration of the CDS and PDS baselines on the same UNet.
 
 Each variant runs in its own process so that its peak memory (max RSS, or CUDA peak
-allocation on GPU) is its own. Variants, all on the same batch of two:
+allocation on GPU) is its own. Variants, the first three on the same batch of two:
 - bare: one UNet forward, default SDPA attention everywhere (the floor);
 - lusd: one full LUSD iteration (noise, UNet forward with the mask capture, refined
   map, EMA, direction, update) through lusd.distill.Distiller;
 - explicit: one UNet forward with explicit softmax in every attention layer, keeping
-  each layer's target-branch attention map (the reference code's approach).
+  each layer's target-branch attention map (the reference code's approach);
+- cds: one CDS iteration (a no-grad pass of four rows reading the decoder's
+  self-attention, a pass of one row with gradients, a backward to the latent);
+- pds: one PDS iteration (a pass of four rows, AdamW on the latent).
 
     python bench/iteration_cost.py --model sd15 --model shapes
 writes bench/results/iteration_cost.json.
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import torch
 from machine import machine, process_memory_mb  # bench/ is on sys.path when run as a script
-from timing import mask_distiller, timed, use_attention
+from timing import mask_distiller, rule_distiller, timed, use_attention
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -81,7 +85,8 @@ class ExplicitStoreProcessor:
 
 
 class Bench:
-    """One model, three ways to run an iteration on the same batch of two."""
+    """One model; three ways to run an iteration on the same batch of two, and the CDS and
+    PDS iterations."""
 
     def __init__(self, model: str, device: str):
         from lusd.distill import Conditioning
@@ -102,10 +107,21 @@ class Bench:
             return self.unet(x.to(self.dtype), t, encoder_hidden_states=e).sample
 
         self.layers, self.store, self.distiller = mask_distiller(self.unet, predict, size, gen)
+        self.baselines = {v: rule_distiller(self.unet, predict, v, gen) for v in ("cds", "pds")}
 
-    @torch.inference_mode()
     def once(self, variant: str) -> tuple[float, float]:
         """(wall seconds, CPU seconds of this process) of one run of ``variant``."""
+        # CDS back-propagates, which inference tensors do not allow
+        with torch.no_grad() if variant == "cds" else torch.inference_mode():
+            return self._once(variant)
+
+    def _once(self, variant: str) -> tuple[float, float]:
+        if variant in self.baselines:
+            use_attention(self.unet, "bare", self.layers, self.store)
+            distiller = self.baselines[variant]
+            return timed(
+                self.device, lambda: distiller.run(self.latents, self.cond, use_mask=False)
+            )
         if variant == "lusd":
             use_attention(self.unet, variant, self.layers, self.store)
             return timed(
@@ -139,7 +155,8 @@ def peak_memory(model: str, variant: str, device: str) -> float:
 
 
 def timings(model: str, device: str, repeats: int) -> dict[str, list[tuple[float, float]]]:
-    """Interleaved timings (bare, lusd, explicit, bare, ...) so load changes hit all alike."""
+    """Interleaved timings (bare, lusd, explicit, cds, pds, bare, ...) so load changes hit
+    all alike."""
     bench = Bench(model, device)
     result: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     for round_ in range(repeats + 1):
@@ -150,7 +167,7 @@ def timings(model: str, device: str, repeats: int) -> dict[str, list[tuple[float
     return result
 
 
-VARIANTS = ("bare", "lusd", "explicit")
+VARIANTS = ("bare", "lusd", "explicit", "cds", "pds")
 
 
 def child(model: str, variant: str, device: str) -> float:

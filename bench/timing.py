@@ -1,5 +1,5 @@
-"""The harness the cost benches share: one LUSD iteration on a UNet, and a clock that
-waits for the GPU."""
+"""The harness the cost benches share: one iteration of LUSD (or of another rule) on a UNet,
+and a clock that waits for the GPU."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ import torch
 def mask_distiller(unet, predict: Callable, latent: int, gen: torch.Generator):
     """(mask layers, attention store, Distiller) running one LUSD iteration on ``unet``,
     with the mask read from focus tokens 5 and 6 and no filter (every step costs alike)."""
-    from lusd.attention import AttentionStore, capturing, choose_mask_layers, refined_map
+    from lusd.attention import AttentionStore, capturing, choose_mask_layers, refined_maps
     from lusd.config import EditConfig
     from lusd.distill import Distiller
 
     layers = choose_mask_layers(unet)
-    store = AttentionStore(layers, focus=torch.tensor([5, 6]), latent_hw=(latent, latent))
+    latent_hw = (latent, latent)
+    store = AttentionStore(layers, latent_hw=latent_hw)
+    focus = torch.tensor([5, 6])
 
     def predict_capturing(*args):
         with capturing(store):
@@ -28,10 +30,20 @@ def mask_distiller(unet, predict: Callable, latent: int, gen: torch.Generator):
         torch.linspace(0.9991, 0.0047, 1000),
         EditConfig(num_steps=1, use_filter=False),
         gen,
-        capture=store.reset,
-        read_mask=lambda: refined_map(store, (latent, latent), layers),
+        capture=lambda rows, lanes: store.reset(rows, [focus] * len(rows)),
+        read_masks=lambda: refined_maps(store, latent_hw, layers) if store.active else None,
     )
     return layers, store, distiller
+
+
+def rule_distiller(unet, predict: Callable, preset: str, gen: torch.Generator):
+    """A Distiller running one iteration of ``preset``'s rule (e.g. "cds", "pds") on
+    ``unet`` with default attention; CDS reads the UNet's layers, so it is passed on."""
+    from lusd.config import preset_config
+    from lusd.distill import Distiller
+
+    config = preset_config(preset, num_steps=1)
+    return Distiller(predict, torch.linspace(0.9991, 0.0047, 1000), config, gen, unet=unet)
 
 
 def use_attention(unet, variant: str, layers, store) -> None:
