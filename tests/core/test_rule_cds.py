@@ -1,5 +1,6 @@
 """CDS: the PatchNCE loss on hand-built features, the feature hooks, and the rule end to end."""
 
+import copy as copy_module
 import math
 import threading
 
@@ -98,6 +99,9 @@ def test_hooks_are_installed_once_and_see_only_their_own_thread(tiny_pipe):
     install_feature_hooks(unet)
     install_feature_hooks(unet)
     assert all(len(m._forward_hooks) == 1 for m in layers)
+    copy = copy_module.deepcopy(unet)  # a copy carries the hooks and gets no second one
+    install_feature_hooks(copy)
+    assert all(len(m._forward_hooks) == 1 for m in decoder_self_attention(copy))
 
     latents = torch.randn(2, 4, 16, 16)
     text = torch.randn(2, 77, 16)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-import weakref
 from collections.abc import Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -96,7 +95,6 @@ class _Sink:
 
 
 _SINK: ContextVar[_Sink | None] = ContextVar("lusd_cds_sink", default=None)
-_HOOKED: weakref.WeakSet[torch.nn.Module] = weakref.WeakSet()
 _HOOK_LOCK = threading.Lock()
 
 
@@ -121,12 +119,12 @@ def _keep(module: torch.nn.Module, args: Any, output: torch.Tensor) -> None:
 
 
 def install_feature_hooks(unet: Any) -> None:
-    """Hook every decoder self-attention module of ``unet``, once (a second call adds none)."""
+    """Hook every decoder self-attention module of ``unet``, once: a module that carries the
+    hook (a second call, or a copy of a hooked UNet) gets none more."""
     with _HOOK_LOCK:
         for module in decoder_self_attention(unet):
-            if module not in _HOOKED:
+            if _keep not in module._forward_hooks.values():
                 module.register_forward_hook(_keep)
-                _HOOKED.add(module)
 
 
 @contextlib.contextmanager

@@ -128,7 +128,8 @@ class PDS(UpdateRule):
     from each branch's own latent with the same two noises; the AdamW gradient is their
     loss's, 0.5 * mean((z - (z - g))^2), i.e. g / (C h w). The t range of the config picks
     the grid steps (the preset's [21, 980) are the authors' indices [10, 490)). Guidance 50,
-    AdamW lr 0.1 with torch's defaults, 500 steps: the image-editing setting."""
+    AdamW lr 0.1 with torch's defaults, 500 steps: the image-editing setting. With a region,
+    the gradient and the whole AdamW step (weight decay included) are kept to it."""
 
     name = "pds"
     summary = "PDS (Koo et al. 2024): match the source's and target's posterior noises"
