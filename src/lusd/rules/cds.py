@@ -148,7 +148,9 @@ class CDS(UpdateRule):
 
     Follows the authors' code: t in [50, 949) (their ``min(t_max, 1000) - 1``), guidance
     7.5, 256 locations per layer and patch size drawn anew every iteration (here from the
-    lane's own generator), SGD lr 0.1 on 2000/(h w) * DDS loss + 3 * NCE loss, 200 steps."""
+    lane's own generator), SGD lr 0.1 on 2000/(h w) * DDS loss + 3 * NCE loss, 200 steps.
+    As in the DDS preset, the DDS loss scale is 2000/4096 (the authors' 512-pixel value)
+    at every size."""
 
     name = "cds"
     summary = "CDS (Nam et al. 2024): DDS plus PatchNCE on decoder self-attention features"
