@@ -228,7 +228,9 @@ def train_shapes(
 def bench_shapes(
     cases: int = typer.Option(150, "--cases", min=1, help="Number of seeded edit cases."),
     presets: str = typer.Option(
-        "lusd,dds,sds,lusd-no-mask,lusd-no-filter,lusd-no-norm", "--presets", help="Comma list."
+        "lusd,dds,sds,cds,pds,lusd-no-mask,lusd-no-filter,lusd-no-norm",
+        "--presets",
+        help="Comma list.",
     ),
     out_dir: Path = typer.Option(Path("bench/results"), "--out", help="Results folder."),
     name: str = typer.Option("shapes_edits", "--name", help="Result file stem."),

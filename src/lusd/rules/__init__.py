@@ -18,11 +18,14 @@ if TYPE_CHECKING:
 #: every rule by its name; a new rule adds one entry here
 RULES: dict[str, type[UpdateRule]] = {rule.name: rule for rule in (LUSD, DDS, SDS, CDS, PDS)}
 
-#: every preset: the rule's name as ``method`` plus its changes to EditConfig's defaults
+#: every preset: the rule's name as ``method`` plus its changes to EditConfig's defaults;
+#: each rule's own preset first, then variants such as the LUSD ablations
 PRESETS: dict[str, dict[str, Any]] = {
     preset: {"method": rule.name, **changes}
+    for main in (True, False)
     for rule in RULES.values()
     for preset, changes in rule.presets.items()
+    if (preset == rule.name) == main
 }
 
 
