@@ -31,6 +31,8 @@ from lusd.distill import Conditioning, concat_embeddings
 
 SCORE_MIN = 0.0
 SCORE_MAX = 1.0
+#: Review threshold: flag an edit whose best candidate scores below this (bench/judge.py).
+DEFAULT_THRESHOLD = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,19 +45,21 @@ class JudgeSettings:
     paste-back will show it (source latent outside the mask thresholded at
     ``paste_threshold`` and dilated by one latent pixel). relative: subtract the source
     latent's margin. outside_weight: penalty per unit of mean squared latent change outside
-    the mask. scale: logistic temperature turning the combined value into a score.
+    the mask. center / scale: the logistic curve turning the combined value into a score
+    (the value ``center`` scores 0.5).
     max_batch: most UNet rows in one pass.
     """
 
-    timesteps: tuple[int, ...] = (50, 125, 200, 275, 350)
-    noise_samples: int = 4
+    timesteps: tuple[int, ...] = (650, 725, 800, 875, 950)
+    noise_samples: int = 8
     seed: int = 0
     in_mask: bool = True
     paste: bool = True
     paste_threshold: float = 0.25
     relative: bool = True
-    outside_weight: float = 0.0
-    scale: float = 0.01
+    outside_weight: float = 0.1
+    center: float = 0.04
+    scale: float = 0.02
     max_batch: int = 64
 
 
@@ -74,9 +78,9 @@ class JudgeResult:
         return max(range(len(self.scores)), key=self.scores.__getitem__)
 
 
-def squash(value: torch.Tensor, scale: float) -> torch.Tensor:
-    """SCORE_MIN + (SCORE_MAX - SCORE_MIN) * sigmoid(value / scale)."""
-    return SCORE_MIN + (SCORE_MAX - SCORE_MIN) * torch.sigmoid(value / scale)
+def squash(value: torch.Tensor, center: float, scale: float) -> torch.Tensor:
+    """SCORE_MIN + (SCORE_MAX - SCORE_MIN) * sigmoid((value - center) / scale)."""
+    return SCORE_MIN + (SCORE_MAX - SCORE_MIN) * torch.sigmoid((value - center) / scale)
 
 
 def paste_weights(masks: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -180,7 +184,7 @@ def judge_candidates(
     change = ((cands - source) ** 2).mean(1)
     outside = torch.zeros_like(margin) if masks is None else _weighted_mean(change, 1 - masks[:, 0])
     value = margin - settings.outside_weight * outside
-    scores = squash(value, settings.scale)
+    scores = squash(value, settings.center, settings.scale)
     return JudgeResult(
         scores=[float(s) for s in scores],
         parts={"margin": margin.tolist(), "outside_change": outside.tolist()},
@@ -195,6 +199,7 @@ def unet_rows_per_candidate(settings: JudgeSettings = JudgeSettings()) -> int:  
 
 
 __all__ = [
+    "DEFAULT_THRESHOLD",
     "SCORE_MAX",
     "SCORE_MIN",
     "JudgeResult",

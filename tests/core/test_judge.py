@@ -12,7 +12,7 @@ from lusd.judge import (
 )
 
 SHAPE = (4, 8, 8)
-SETTINGS = JudgeSettings(timesteps=(100, 300), noise_samples=2, scale=10.0, max_batch=8)
+SETTINGS = JudgeSettings(timesteps=(100, 300), noise_samples=2, center=0.0, scale=10.0, max_batch=8)
 
 
 class FakePipe:
@@ -85,7 +85,12 @@ def test_change_outside_the_mask_lowers_the_score():
     messy = clean.clone()
     messy[..., 6:, 6:] = 2.0  # far outside the mask and its one-pixel dilation
     settings = JudgeSettings(
-        timesteps=(100, 300), noise_samples=2, outside_weight=1.0, scale=10.0, max_batch=8
+        timesteps=(100, 300),
+        noise_samples=2,
+        outside_weight=1.0,
+        center=0.0,
+        scale=10.0,
+        max_batch=8,
     )
     result = judge_candidates(
         pipe, source, torch.cat([clean, messy]), cond(), quarter_masks(2), settings=settings
