@@ -11,8 +11,10 @@ bench/results/<name>.json: per case and seed the success, score and parts; the s
 (pick success, any-of-K ceiling, random-pick expectation, the share of top picks flagged for
 review at the default threshold and the share of failed top picks among them).
 
-On this machine (2-core CPU, one thread): generating the 144 held-out candidates took about
-9 minutes (~3.5 s an edit); judging them about 1 minute (see "judge_seconds" in the output).
+On this machine (2-core CPU shared with other jobs, one torch thread): generating the 144
+held-out candidates took about 14 minutes (3.5 s an edit when the CPU is free); judging them
+took 3.7 minutes, 1.5 s per candidate (``judge_seconds`` in the output). With the
+candidates cached, a rerun takes only the judging.
 """
 
 from __future__ import annotations

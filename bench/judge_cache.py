@@ -2,7 +2,9 @@
 
 Each candidate keeps what the judge receives in production (the source latent, the prompt
 embeddings, the final latent and LUSD's final mask) and the oracle's verdict.
-Cached under ``.cache/judge/<cases_seed>/`` (untracked), one file per case and seed.
+Cached under ``.cache/judge/<cases_seed>/`` (git-ignored), one file per case and seed:
+
+    PYTHONPATH=src python bench/judge_cache.py 18 1000 8    # cases, cases seed, seeds
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from lusd import distill
 from lusd.config import preset_config
 from lusd.edit_path import EditRequest, run_edit
 from lusd.loading import load_pipeline
-from lusd.shapes.edits import background_change, make_cases, edit_success
+from lusd.shapes.edits import background_change, edit_success, make_cases
 
 CACHE = Path(__file__).resolve().parents[1] / ".cache" / "judge"
 
