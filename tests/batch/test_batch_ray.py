@@ -42,7 +42,7 @@ def test_ray_two_actors_model_loaded_once_each(local_ray, tmp_path):
     s = run_batch(opts, FakeFactory(0.05, str(logs)), progress=lambda *a: seen.append(a[:2]))
     assert (s.done, s.failed) == (8, 0)
     assert seen[0] == (0, 8) and seen[-1] == (8, 8) and len(seen) == 9
-    built = sorted(logs.iterdir())
+    built = sorted(logs.glob("editor-*.log"))
     assert len(built) == 2, "one editor per actor"
     assert all(p.read_text() == "built\n" for p in built)
     actor_pids = {p.stem.split("-")[1] for p in built}
@@ -67,9 +67,32 @@ def test_ray_failures_are_recorded_per_row(local_ray, tmp_path):
     assert (s.done, s.failed) == (2, 1)
 
 
+def test_ray_groups_give_what_local_single_rows_give(local_ray, tmp_path):
+    manifest = write_manifest(tmp_path, 7)
+    text = manifest.read_text().replace("a blue circle 4", "FAIL 4")
+    manifest.write_text(text)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    opts = BatchOptions(
+        manifest, tmp_path / "out", model="fake", oracle=False, backend="ray", workers=2, group=3
+    )
+    s = run_batch(opts, FakeFactory(0.0, str(logs)))
+    assert (s.done, s.failed) == (6, 1)
+    calls = sorted(int(n) for f in logs.glob("calls-*.txt") for n in f.read_text().split())
+    assert 3 in calls and calls.count(1) >= 3  # a clean group, and the failing one row by row
+    local = BatchOptions(manifest, tmp_path / "local", model="fake", oracle=False)
+    assert run_batch(local, FakeFactory()).done == 6
+    on_ray = {k: v.tobytes() for k, v in _outputs(tmp_path / "out").items() if v is not None}
+    here = {k: v.tobytes() for k, v in _outputs(tmp_path / "local").items() if v is not None}
+    assert on_ray == here and len(here) == 6
+
+
 def _outputs(outdir: Path) -> dict[str, np.ndarray]:
     with Journal(outdir / "journal.sqlite") as j:
-        return {r["id"]: np.asarray(Image.open(outdir / r["output"])) for r in j.jobs()}
+        return {
+            r["id"]: np.asarray(Image.open(outdir / r["output"])) if r["output"] else None
+            for r in j.jobs()
+        }
 
 
 def test_ray_with_tiny_model_pipeline(local_ray, tmp_path, tiny_model_dir):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,52 +21,111 @@ from lusd.model_id import ModelIdentity
 @dataclass
 class FakeEditor:
     """A pipeline (LUSDPipeline's call contract) that paints a square in the middle, coloured
-    by the edit's generator, so by its seed; the mask is that square. Outputs name it "fake"."""
+    by the edit's generator, so by its seed; the mask is that square. Outputs name it "fake".
+
+    A list of generators makes one candidate each; ``judge`` scores each candidate
+    :func:`fake_score` of its colour. ``edit_batch`` runs several edits at once (each gives
+    what it gives alone) and raises for the whole call when one of them fails, as the real
+    pipeline does; ``batches`` records the size of every call (``__call__``: 1), and so does
+    the file ``batch_log`` when given (one line per call, for Ray workers).
+    """
 
     delay: float = 0.0
     identity: ModelIdentity = ModelIdentity("fake")
+    batches: list[int] = field(default_factory=list)
+    batch_log: str | None = None
 
-    def __call__(self, image, source_prompt, target_prompt, *, config, generator, **_) -> object:
+    def _log(self, size: int) -> None:
+        self.batches.append(size)
+        if self.batch_log:
+            with open(self.batch_log, "a") as fh:
+                fh.write(f"{size}\n")
+
+    def __call__(
+        self, image, source_prompt, target_prompt, *, config, generator, judge=False, **_
+    ) -> object:
+        from lusd.pipeline import EditInputs
+
+        generators = generator if isinstance(generator, list) else [generator]
+        edit = EditInputs(image, source_prompt, target_prompt, generators=generators)
+        self._log(1)
+        return self._edit(edit, config, judge)
+
+    def edit_batch(self, edits, config, judge=False, progress=None, should_stop=None) -> list:
+        from lusd.errors import PromptError
+
+        for edit in edits:  # inputs are checked for the whole call first, as the pipeline does
+            if "FAIL" in edit.target_prompt:
+                raise PromptError(f"fake failure for {edit.target_prompt!r}")
+        self._log(len(edits))
+        return [self._edit(edit, config, judge) for edit in edits]
+
+    def _edit(self, edit, config, judge) -> object:
         from types import SimpleNamespace
 
         import torch
 
         from lusd.errors import PromptError
 
-        if "FAIL" in target_prompt:
-            raise PromptError(f"fake failure for {target_prompt!r}")
+        if "FAIL" in edit.target_prompt:
+            raise PromptError(f"fake failure for {edit.target_prompt!r}")
         if self.delay:
             time.sleep(self.delay)
+        image = edit.image
         w, h = image.size
         box = (w // 4, h // 4, 3 * w // 4 - 1, 3 * h // 4 - 1)
-        colour = tuple(int(c) for c in torch.randint(0, 256, (3,), generator=generator))
-        out = image.copy()
-        ImageDraw.Draw(out).rectangle(box, fill=colour)
-        mask = Image.new("L", image.size, 0)
-        ImageDraw.Draw(mask).rectangle(box, fill=255)
+        images, masks, scores = [], [], []
+        for generator in edit.generators:
+            colour = tuple(int(c) for c in torch.randint(0, 256, (3,), generator=generator))
+            out = image.copy()
+            ImageDraw.Draw(out).rectangle(box, fill=colour)
+            mask = Image.new("L", image.size, 0)
+            ImageDraw.Draw(mask).rectangle(box, fill=255)
+            images.append(out)
+            masks.append(mask)
+            scores.append(fake_score(colour))
         stats = {
             "unet_calls": config.num_steps,
             "iterations": config.num_steps,
             "filter_retries": 0,
             "config_hash": config.digest(),
         }
-        return SimpleNamespace(images=[out], masks=[mask], focus_words=[], stats=stats)
+        if len(images) > 1:  # each candidate's own stats, as the pipeline gives them
+            stats["candidates"] = [
+                {"unet_calls": config.num_steps, "iterations": config.num_steps} for _ in images
+            ]
+        return SimpleNamespace(
+            images=images,
+            masks=masks,
+            focus_words=[],
+            stats=stats,
+            scores=scores if judge else None,
+        )
+
+
+def fake_score(colour: tuple[int, int, int]) -> float:
+    """The fake judge's score of a candidate painted ``colour``: its red share, in [0, 1]."""
+    return round(colour[0] / 255, 4)
 
 
 @dataclass
 class FakeFactory:
-    """Builds a FakeEditor; with ``log_dir`` each construction leaves a file (pid-named)."""
+    """Builds a FakeEditor; with ``log_dir`` each construction leaves a file (pid-named),
+    and the editor logs the size of each of its calls beside it (``calls-<pid>.txt``)."""
 
     delay: float = 0.0
     log_dir: str | None = None
 
     def __call__(self) -> FakeEditor:
-        if self.log_dir:
-            import os
+        if not self.log_dir:
+            return FakeEditor(self.delay)
+        import os
 
-            with open(Path(self.log_dir) / f"editor-{os.getpid()}.log", "a") as fh:
-                fh.write("built\n")
-        return FakeEditor(self.delay)
+        with open(Path(self.log_dir) / f"editor-{os.getpid()}.log", "a") as fh:
+            fh.write("built\n")
+        return FakeEditor(
+            self.delay, batch_log=str(Path(self.log_dir) / f"calls-{os.getpid()}.txt")
+        )
 
 
 def write_images(folder: Path, n: int, size: int = 32) -> list[Path]:

@@ -15,6 +15,7 @@ from lusd.batch.jobs import JobSpec
 from lusd.batch.journal import Done, Journal
 from lusd.batch.manifest import RowError
 from lusd.batch.outdir import output_paths, sha256_bytes
+from lusd.batch.review import needs_review
 from lusd.errors import ImageInputError
 from lusd.files import atomic_write
 
@@ -53,6 +54,12 @@ class BatchOptions:
     allow_dirs: tuple[Path, ...] = ()
     #: rows with a region are edited on a crop around it (False: the whole picture)
     crop: bool = True
+    #: candidates per row (a row's ``candidates`` column, then the manifest's header, win)
+    candidates: int = 1
+    #: judge every row and flag those scoring below this for a person (None: no flags)
+    review_threshold: float | None = None
+    #: rows with one config run together, up to this many per pipeline call
+    group: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,10 @@ class BatchSummary:
     #: rows that failed in this run, with the reason
     failures: list[RowFailure] = field(default_factory=list)
     seconds: float = 0.0
+    #: the whole batch's review line (``review.ReviewCounts.line``) when it has a threshold
+    review: str = ""
+    #: things the user should know that are not row failures
+    notes: list[str] = field(default_factory=list)
 
     @property
     def edits_per_minute(self) -> float:
@@ -138,6 +149,8 @@ class BatchRun:
                 stats=out.stats,
                 metrics=metrics,
                 worker=out.worker,
+                judge_score=out.judge_score,
+                needs_review=needs_review(out.judge_score, self.opts.review_threshold),
             )
         )
         return True

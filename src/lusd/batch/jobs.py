@@ -36,6 +36,10 @@ class JobSpec:
     config_hash: str
     region: Region | None = None
     crop: bool = True
+    #: candidates run together; the judge keeps the best
+    candidates: int = 1
+    #: score the kept candidate even when it is the only one (review flags)
+    judge: bool = False
 
     def request(self, image: Image.Image) -> EditRequest:
         """The edit of this job on its (decoded) input image."""
@@ -49,6 +53,8 @@ class JobSpec:
             focus=self.focus,
             region=self.region,
             crop=self.crop,
+            candidates=self.candidates,
+            judge=self.judge,
         )
 
 
@@ -87,7 +93,7 @@ def _is_weights(path: Path) -> bool:
 
 def config_hash(row: ManifestRow, config: EditConfig, model: str, crop: bool = True) -> str:
     """Hash of everything that determines a row's output (config, prompts, focus, seed, model,
-    region).
+    region, candidates).
 
     The image file's content is not hashed (that would read every image on each
     run); its path is. A mask region's content is (its label carries its hash).
@@ -103,6 +109,8 @@ def config_hash(row: ManifestRow, config: EditConfig, model: str, crop: bool = T
     }
     if row.region is not None:  # rows without one hash as they always did
         values["region"] = [row.region.label, crop]
+    if row.candidates != 1:  # so do rows with one candidate
+        values["candidates"] = row.candidates
     blob = json.dumps(values, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -113,11 +121,12 @@ def build_jobs(
     model: str,
     overrides: dict[str, Any] | None = None,
     crop: bool = True,
+    judge: bool = False,
 ) -> tuple[list[JobSpec], list[RowError]]:
     """Resolve each row's config: model defaults <- preset <- CLI overrides <- row overrides.
 
     ``model`` is the journal's key (``name@weights``); ``crop`` False edits regions' rows
-    on the whole picture.
+    on the whole picture; ``judge`` scores every row (review flags).
     """
     jobs: list[JobSpec] = []
     errors: list[RowError] = []
@@ -143,6 +152,22 @@ def build_jobs(
                 config_hash=config_hash(row, cfg, model, crop),
                 region=row.region,
                 crop=crop,
+                candidates=row.candidates,
+                judge=judge,
             )
         )
     return jobs, errors
+
+
+def group_jobs(jobs: list[JobSpec], size: int) -> list[list[JobSpec]]:
+    """``jobs`` in groups of at most ``size`` that share one config (``lusd batch --group``),
+    in the order of each group's first job; the order of jobs within a config is kept."""
+    groups: list[list[JobSpec]] = []
+    filling: dict[EditConfig, list[JobSpec]] = {}
+    for job in jobs:
+        group = filling.get(job.config)
+        if group is None or len(group) >= size:
+            group = filling[job.config] = []
+            groups.append(group)
+        group.append(job)
+    return groups

@@ -17,6 +17,13 @@ from typing import Any
 from lusd.errors import ConfigError
 
 JOURNAL_NAME = "journal.sqlite"
+#: Columns added to ``jobs`` after the first release, with their SQL types (older
+#: journals get them when opened).
+_ADDED_COLUMNS = {
+    "candidates": "INTEGER NOT NULL DEFAULT 1",
+    "judge_score": "REAL",
+    "needs_review": "INTEGER",
+}
 STATES = ("pending", "running", "done", "failed")
 
 _SCHEMA = """
@@ -47,7 +54,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     mask TEXT,
     output_sha256 TEXT,
     mask_sha256 TEXT,
-    worker TEXT
+    worker TEXT,
+    candidates INTEGER NOT NULL DEFAULT 1,
+    judge_score REAL,
+    needs_review INTEGER
 );
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -78,6 +88,10 @@ class Done:
     stats: dict[str, Any]
     metrics: dict[str, float]
     worker: str = ""
+    #: the judge's score of the kept candidate (None: not judged)
+    judge_score: float | None = None
+    #: below the review threshold (None: no threshold or no score)
+    needs_review: bool | None = None
 
 
 class Journal:
@@ -93,6 +107,7 @@ class Journal:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            self._add_columns()
         except sqlite3.Error as error:
             self.db.close()
             raise ConfigError(f"{self.path}: not a usable batch journal ({error})") from None
@@ -105,6 +120,13 @@ class Journal:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _add_columns(self) -> None:
+        """Bring a journal written by an older lusd up to the current ``jobs`` columns."""
+        have = {row["name"] for row in self.db.execute("PRAGMA table_info(jobs)")}
+        for name, sql_type in _ADDED_COLUMNS.items():
+            if name not in have:
+                self.db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {sql_type}")
 
     # -- meta ---------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
@@ -149,6 +171,7 @@ class Journal:
             preset=job.preset,
             config=json.dumps(job.config.to_dict(), sort_keys=True),
             config_hash=job.config_hash,
+            candidates=job.candidates,
         )
         cols = ", ".join(values)
         marks = ", ".join("?" for _ in values)
@@ -187,7 +210,8 @@ class Journal:
             self.db.execute(
                 "UPDATE jobs SET state = 'done', error = NULL, finished_at = ?, seconds = ?, "
                 "unet_calls = ?, iterations = ?, filter_retries = ?, focus_words = ?, output = ?, "
-                "mask = ?, output_sha256 = ?, mask_sha256 = ?, worker = ? WHERE id = ?",
+                "mask = ?, output_sha256 = ?, mask_sha256 = ?, worker = ?, judge_score = ?, "
+                "needs_review = ? WHERE id = ?",
                 (
                     time.time(),
                     done.seconds,
@@ -200,6 +224,8 @@ class Journal:
                     done.output_sha256,
                     done.mask_sha256,
                     done.worker,
+                    done.judge_score,
+                    done.needs_review,
                     done.job_id,
                 ),
             )
@@ -211,10 +237,29 @@ class Journal:
         with self._tx():
             self.db.execute(
                 "UPDATE jobs SET state = 'failed', failures = failures + 1, error = ?, "
-                "finished_at = ?, seconds = ? WHERE id = ?",
+                "finished_at = ?, seconds = ?, judge_score = NULL, needs_review = NULL "
+                "WHERE id = ?",
                 (error, time.time(), seconds, job_id),
             )
             self._event(job_id, "failed", error)
+
+    def set_review_threshold(self, threshold: float | None) -> None:
+        """Record this run's review threshold and flag every done row by it (None: no flags)."""
+        with self._tx():
+            self.db.execute(
+                "INSERT INTO meta (key, value) VALUES ('review_threshold', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (json.dumps(threshold),),
+            )
+            self.db.execute(
+                "UPDATE jobs SET needs_review = CASE WHEN state = 'done' AND "
+                "judge_score IS NOT NULL AND ? IS NOT NULL THEN judge_score < ? END",
+                (threshold, threshold),
+            )
+
+    def review_threshold(self) -> float | None:
+        """The review threshold of the last run (None: it had none)."""
+        return json.loads(self.get_meta("review_threshold") or "null")
 
     # -- metrics ------------------------------------------------------------
     def put_metrics(self, job_id: str, metrics: dict[str, float]) -> None:

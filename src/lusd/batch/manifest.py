@@ -2,7 +2,7 @@
 
 Columns: ``image`` (alias ``img_path``), ``target_prompt``, ``source_prompt``
 (optional), ``focus`` (optional, words separated by ``;``), ``seed``, ``preset``,
-``id`` (optional output name) and any EditConfig field as a per-row override.
+``candidates``, ``id`` (optional output name) and any EditConfig field as a per-row override.
 Every row is checked before anything runs; bad rows are collected with their line
 numbers instead of stopping at the first one.
 
@@ -38,6 +38,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "focus": ("focus", "focus_words"),
     "seed": ("seed",),
     "preset": ("preset",),
+    "candidates": ("candidates",),
     "id": ("id", "name"),
     "edited": ("edited", "output", "output_image"),
     "mask": ("mask",),
@@ -48,6 +49,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 #: Batch options a manifest's header may set (``# lusd: require_commercial=true``).
 DIRECTIVES: dict[str, str] = {
     "require_commercial": "refuse a model whose licence forbids commercial use (true/false)",
+    "candidates": "candidates per row, the judge keeps the best (1-16; a row's column wins)",
 }
 _DIRECTIVE = re.compile(r"^#\s*lusd\s*:(.*)$", re.IGNORECASE)
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
@@ -66,6 +68,8 @@ class ManifestRow:
     seed: int = 0
     preset: str = "lusd"
     overrides: dict[str, Any] = field(default_factory=dict)
+    #: K candidates of the edit run together; the judge keeps the best
+    candidates: int = 1
     edited: Path | None = None
     mask: Path | None = None
     #: where the edit may change the picture (a mask image or a box), None: anywhere
@@ -90,7 +94,7 @@ class Manifest:
     rows: list[ManifestRow]
     errors: list[RowError]
     #: batch options set by the header's ``# lusd:`` lines
-    directives: dict[str, bool] = field(default_factory=dict)
+    directives: dict[str, Any] = field(default_factory=dict)
 
 
 def read_manifest(
@@ -99,8 +103,12 @@ def read_manifest(
     default_seed: int = 0,
     default_preset: str = "lusd",
     allowed_dirs: Sequence[str | Path] = (),
+    default_candidates: int = 1,
 ) -> Manifest:
     """Parse and validate ``path`` (.csv or .jsonl/.json lines); never raises for bad rows.
+
+    A row without a ``candidates`` value takes the header's ``candidates``, else
+    ``default_candidates``.
 
     Every file a row names must lie in the manifest's folder or one of ``allowed_dirs``
     (after ``..`` and symlinks are followed). Raises ConfigError only when the file itself
@@ -116,6 +124,11 @@ def read_manifest(
         raise ConfigError(f"manifest {path.name}: use a .csv or .jsonl file")
     text = _decode(data, path.name)
     directives, skipped = _header_directives(text, path.name)
+    defaults = {
+        "seed": default_seed,
+        "preset": default_preset,
+        "candidates": directives.get("candidates", default_candidates),
+    }
     lines = text.splitlines(keepends=True)[skipped:]
     if suffix == ".csv":
         records = _csv_records(lines, path, skipped)
@@ -130,7 +143,7 @@ def read_manifest(
             errors.append(RowError(line, record))
             continue
         try:
-            row = _make_row(line, record, path.parent, default_seed, default_preset, roots)
+            row = _make_row(line, record, path.parent, defaults, roots)
         except (LUSDError, ValueError) as exc:
             errors.append(RowError(line, str(exc)))
             continue
@@ -172,9 +185,9 @@ def _decode(data: bytes, name: str) -> str:
     return text
 
 
-def _header_directives(text: str, name: str) -> tuple[dict[str, bool], int]:
+def _header_directives(text: str, name: str) -> tuple[dict[str, Any], int]:
     """The ``# lusd:`` options of the leading comment lines, and how many lines they took."""
-    directives: dict[str, bool] = {}
+    directives: dict[str, Any] = {}
     count = 0
     for count, line in enumerate(text.splitlines(), 1):
         if not line.lstrip().startswith("#"):
@@ -189,12 +202,30 @@ def _header_directives(text: str, name: str) -> tuple[dict[str, bool], int]:
                     f"manifest {name} line {count}: unknown option {key!r} in '# lusd:'; "
                     f"known: {', '.join(DIRECTIVES)}"
                 )
-            if not sep or value.lower() not in _TRUE | _FALSE:
-                raise ConfigError(
-                    f"manifest {name} line {count}: {key} expects true or false, got {value!r}"
-                )
-            directives[key] = value.lower() in _TRUE
+            try:
+                directives[key] = _directive_value(key, value if sep else "")
+            except ConfigError as exc:
+                raise ConfigError(f"manifest {name} line {count}: {exc}") from None
     return directives, count
+
+
+def _directive_value(key: str, value: str) -> Any:
+    """A header option's typed value; ConfigError saying what it expects."""
+    if key == "candidates":
+        return candidates_value(value)
+    if value.lower() not in _TRUE | _FALSE:
+        raise ConfigError(f"{key} expects true or false, got {value!r}")
+    return value.lower() in _TRUE
+
+
+def candidates_value(value: Any) -> int:
+    """A manifest's ``candidates`` value ("3" in CSV, 3 in JSONL) checked as
+    :func:`lusd.edit_path.check_candidates` does."""
+    from lusd.edit_path import check_candidates
+
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d+\s*", value):
+        value = int(value)
+    return check_candidates(value)
 
 
 def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
@@ -216,7 +247,8 @@ def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
     if unknown:
         raise ConfigError(
             f"{where}: unknown column(s) {', '.join(map(repr, unknown))}; use image, "
-            "target_prompt, source_prompt, focus, seed, preset, id, region or an EditConfig field"
+            "target_prompt, source_prompt, focus, seed, preset, candidates, id, region or an "
+            "EditConfig field"
         )
     return mapping
 
@@ -294,10 +326,11 @@ def _make_row(
     line: int,
     rec: dict[str, Any],
     base: Path,
-    default_seed: int,
-    default_preset: str,
+    defaults: dict[str, Any],
     roots: Sequence[str | Path] = (),
 ) -> ManifestRow:
+    """One row from its record; ``defaults`` holds the seed, preset and candidates of rows
+    that leave them empty."""
     image_ref = _text(rec.get("image"))
     if not image_ref:
         raise ValueError("the image path is empty")
@@ -313,10 +346,15 @@ def _make_row(
     focus_text = _text(rec.get("focus"))
     focus = tuple(w.strip() for w in focus_text.split(";") if w.strip()) or None
     seed_text = _text(rec.get("seed"))
-    seed = check_seed(seed_text) if seed_text else default_seed
-    preset = _text(rec.get("preset")) or default_preset
+    seed = check_seed(seed_text) if seed_text else defaults["seed"]
+    preset = _text(rec.get("preset")) or defaults["preset"]
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    raw_candidates = rec.get("candidates")
+    candidates = defaults["candidates"]
+    if _text(raw_candidates):
+        candidates = candidates_value(raw_candidates)
+    check_seed(seed + candidates - 1)  # the last candidate's seed
     overrides = {k: v for k, v in rec.items() if k not in ALIASES and _text(v) != ""}
     row_id = _text(rec.get("id"))
     if row_id:
@@ -337,6 +375,7 @@ def _make_row(
         seed=seed,
         preset=preset,
         overrides=overrides,
+        candidates=candidates,
         edited=_resolve(edited, base, roots, "edited image") if edited else None,
         mask=_resolve(mask, base, roots, "mask") if mask else None,
         region=region,

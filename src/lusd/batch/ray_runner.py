@@ -3,7 +3,8 @@
 The driver reads each input image, sends its bytes to an actor, and streams
 results back as they finish (``ray.wait``) into the single journal writer
 (``BatchRun.commit``). Actors return PNG bytes, so workers on other machines
-need no shared file system; only the model must be loadable there.
+need no shared file system; only the model must be loadable there. With ``--group N``
+an actor gets up to N rows of one config at a time and runs them in one pipeline call.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from lusd.batch.execute import JobOutput, PipelineFactory, execute, worker_name
-from lusd.batch.jobs import JobSpec
+from lusd.batch.execute import JobOutput, PipelineFactory, execute, execute_group, worker_name
+from lusd.batch.jobs import JobSpec, group_jobs
 from lusd.errors import DeviceError, ImageInputError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -21,7 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: Jobs queued per actor beyond the one running (hides the transfer latency).
+#: Tasks (a job, or a group of jobs) queued per actor beyond the one running (hides the
+#: transfer latency).
 PREFETCH = 1
 
 
@@ -34,6 +36,10 @@ class EditActor:
 
     def run(self, job: JobSpec, image_bytes: bytes) -> JobOutput:
         return execute(self.pipe, job, image_bytes)
+
+    def run_group(self, jobs: list[JobSpec], images: list[bytes]) -> list[JobOutput]:
+        """Jobs of one config in one pipeline call; each fails alone (``execute_group``)."""
+        return execute_group(self.pipe, jobs, images)
 
     def ready(self) -> str:
         return self.name
@@ -69,22 +75,31 @@ def run_on_ray(
     actor_cls = ray.remote(**per_actor)(EditActor)
     actors = [actor_cls.remote(factory) for _ in range(opts.workers)]
     _wait_ready(ray, actors)
-    queue = deque(todo)
-    in_flight: dict[Any, tuple[Any, JobSpec]] = {}
+    queue = deque(group_jobs(todo, opts.group))
+    in_flight: dict[Any, tuple[Any, list[JobSpec]]] = {}
     load: dict[Any, int] = dict.fromkeys(actors, 0)
     finished = 0
 
     def submit(actor: Any) -> None:
         while queue and load[actor] <= PREFETCH:
-            job = queue.popleft()
-            try:
-                data = run.read_input(job)
-            except ImageInputError as exc:
-                run.start(job, "driver")
-                _record(job, JobOutput(job.id, False, 0.0, error=f"ImageInputError: {exc}"))
+            jobs, images = [], []
+            for job in queue.popleft():
+                try:
+                    data = run.read_input(job)
+                except ImageInputError as exc:
+                    run.start(job, "driver")
+                    _record(job, JobOutput(job.id, False, 0.0, error=f"ImageInputError: {exc}"))
+                    continue
+                run.start(job, "ray")
+                jobs.append(job)
+                images.append(data)
+            if not jobs:
                 continue
-            run.start(job, "ray")
-            in_flight[actor.run.remote(job, data)] = (actor, job)
+            if len(jobs) == 1:
+                task = actor.run.remote(jobs[0], images[0])
+            else:
+                task = actor.run_group.remote(jobs, images)
+            in_flight[task] = (actor, jobs)
             load[actor] += 1
 
     def _record(job: JobSpec, out: JobOutput) -> None:
@@ -102,21 +117,26 @@ def run_on_ray(
             submit(actor)
         while in_flight:
             ready, _ = ray.wait(list(in_flight), num_returns=1)
-            owner, job = in_flight.pop(ready[0])
+            owner, jobs = in_flight.pop(ready[0])
             if owner in load:
                 load[owner] -= 1
             try:
-                out = ray.get(ready[0])
+                result = ray.get(ready[0])
+                outs = result if isinstance(result, list) else [result]
             except ray.exceptions.RayActorError as exc:
-                out = JobOutput(job.id, False, 0.0, error=f"worker died: {_short(exc)}")
+                outs = [
+                    JobOutput(job.id, False, 0.0, error=f"worker died: {_short(exc)}")
+                    for job in jobs
+                ]
                 if owner not in replaced:
                     log.warning("ray worker died; starting a new one")
                     replaced[owner] = actor_cls.remote(factory)
                     load.pop(owner, None)
                     load[replaced[owner]] = 0
             except ray.exceptions.RayError as exc:
-                out = JobOutput(job.id, False, 0.0, error=f"ray: {_short(exc)}")
-            _record(job, out)
+                outs = [JobOutput(job.id, False, 0.0, error=f"ray: {_short(exc)}") for job in jobs]
+            for job, out in zip(jobs, outs, strict=True):
+                _record(job, out)
             submit(replaced.get(owner, owner))
     finally:
         for actor in list(load):

@@ -2,7 +2,9 @@
 
 KPIs, a before/after/mask grid whose metric columns sort on click (a few lines
 of inline JS), matplotlib histograms embedded as PNG, and every failure with its
-reason. Images are embedded as base64 thumbnails, or linked relatively.
+reason. Images are embedded as base64 thumbnails, or linked relatively. A batch run
+with a review threshold also gets the share accepted without review under the title,
+a "needs review" badge on flagged rows and a filter that shows only them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from PIL import Image, ImageDraw
 from lusd.batch.journal import JOURNAL_NAME, Journal
 from lusd.batch.provenance import OutputDisclosure, cost_per_image, license_line, output_disclosure
 from lusd.batch.report_assets import CSS, JS, histograms_png
+from lusd.batch.review import review_counts
 from lusd.edit_path import read_settings
 from lusd.errors import ImageInputError
 from lusd.eval.evaluate import summarize
@@ -71,6 +74,7 @@ def write_report(
         manifest = journal.get_meta("manifest") or "?"
         model = journal.get_meta("model") or "?"
         license_meta = journal.get_meta("license")
+        threshold = journal.review_threshold()
         if hour_price is None:
             hour_price = json.loads(journal.get_meta("hour_price") or "null")
     done = [j for j in jobs if j["state"] == "done"]
@@ -81,9 +85,10 @@ def write_report(
     body = [
         f"<h1>LUSD batch report</h1><p class='sub'>manifest {_e(manifest)} · model {_e(model)}</p>"
         f"<p class='sub' id='license'>{_e(license_line(license_meta))}</p>",
+        _review_line(jobs, bad_rows, threshold),
         _kpis(jobs, bad_rows, summary, disclosures, hour_price),
         _histograms(per_edit, done),
-        _grid(done, per_edit, images, disclosures),
+        _grid(done, per_edit, images, disclosures, threshold),
         _failures(jobs, bad_rows),
     ]
     page = (
@@ -103,6 +108,14 @@ def _e(text: Any) -> str:
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _review_line(jobs: list[dict], bad_rows: list[dict], threshold: float | None) -> str:
+    """The share of edits accepted without review, as a manager reads it (with a threshold)."""
+    counts = review_counts(jobs, len(bad_rows), threshold)
+    if counts is None:
+        return ""
+    return f"<p id='review-kpi' class='review-kpi'>{_e(counts.line)}</p>"
 
 
 def _kpis(
@@ -227,39 +240,64 @@ def _grid(
     per_edit: dict[str, dict[str, float]],
     images: _ImageRefs,
     disclosures: dict[str, OutputDisclosure],
+    threshold: float | None = None,
 ) -> str:
     if not done:
         return "<section><h2>Edits</h2><p>No finished edits yet.</p></section>"
     cols = [k for k in COLUMNS if any(k in m for m in per_edit.values())]
+    scored = any(j["judge_score"] is not None for j in done)
     head = (
-        "".join(f"<th class='num' data-sort='num'>{_e(COLUMNS[k])}</th>" for k in cols)
+        ("<th class='num' data-sort='num'>judge score</th>" if scored else "")
+        + "".join(f"<th class='num' data-sort='num'>{_e(COLUMNS[k])}</th>" for k in cols)
         + "<th class='num' data-sort='num'>seconds</th><th class='num' data-sort='num'>UNet</th>"
     )
     rows = []
     for j in done:
         m = per_edit.get(j["id"], {})
         region = _region_of(images.outdir / j["output"])
-        cells = "".join(_num_cell(m.get(k)) for k in cols)
+        cells = _num_cell(j["judge_score"]) if scored else ""
+        cells += "".join(_num_cell(m.get(k)) for k in cols)
         cells += _num_cell(j["seconds"], 2) + _num_cell(j["unet_calls"], 0)
+        flagged = threshold is not None and bool(j["needs_review"])
+        row_class = " class='needs-review'" if flagged else ""
+        badge = "<br><span class='badge'>needs review</span>" if flagged else ""
         rows.append(
-            f"<tr><td data-v='{_e(j['id'])}'><code>{_e(j['id'])}</code><br>"
-            f"<small>line {j['line']}</small></td>"
+            f"<tr{row_class}>"
+            f"<td data-v='{_e(j['id'])}'><code>{_e(j['id'])}</code><br>"
+            f"<small>line {j['line']}</small>{badge}</td>"
             f"<td>{images.tag(Path(j['image']), 'before', region.get('region_box'))}</td>"
             f"<td>{images.tag(images.outdir / j['output'], 'after')}</td>"
             f"<td>{images.tag(images.outdir / j['mask'], 'mask')}</td>"
             f"<td data-v='{_e(j['target_prompt'])}'>{_e(j['target_prompt'])}"
             f"<br><small>from: {_e(j['source_prompt'] or '(none)')}"
             f" · focus: {_e(j['focus_words'] or '–')} · {_e(j['preset'])}, seed {j['seed']}"
-            f"{_region_note(region)}"
+            f"{_region_note(region)}{_candidates_note(j)}"
             f" · <span class='disclosure'>{_e(disclosures[j['id']].label)}</span>"
             f"</small></td>{cells}</tr>"
         )
     return (
         "<section><h2>Edits</h2><p class='sub'>Click a column header to sort.</p>"
+        f"{_review_filter(done, threshold)}"
         "<table id='grid' class='sortable'><thead><tr><th data-sort='text'>id</th>"
         "<th>before</th><th>after</th><th>mask</th><th data-sort='text'>target prompt</th>"
         f"{head}</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _review_filter(done: list[dict], threshold: float | None) -> str:
+    """The checkbox that shows only the flagged rows (the script in report_assets)."""
+    if threshold is None:
+        return ""
+    flagged = sum(1 for j in done if j["needs_review"])
+    return (
+        "<p class='filter'><label><input type='checkbox' id='only-review'> show only the "
+        f"{flagged} edit(s) that need review (judge score &lt; {threshold:g})</label></p>"
+    )
+
+
+def _candidates_note(job: dict) -> str:
+    count = job["candidates"] or 1
+    return f" · best of {count} candidates" if count > 1 else ""
 
 
 def _region_of(output: Path) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Static pieces of the HTML report: stylesheet, the sort script, matplotlib histograms."""
+"""Static pieces of the HTML report: stylesheet, the sort and filter script, matplotlib
+histograms."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ th[data-sort]:hover{background:#e4e4ff}th.asc::after{content:" ▲"}th.desc::aft
 td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 td img{image-rendering:pixelated;display:block}.hist{max-width:100%;background:#fff}
 .missing{color:#b00}small{color:#666}
+.review-kpi{font-size:16px;font-weight:600;margin:0 0 12px}
+.badge{display:inline-block;margin-top:4px;padding:1px 6px;border-radius:8px;font-size:11px;
+background:#fff3cd;color:#7a4b00;border:1px solid #e0b84c;white-space:nowrap}
+tr.needs-review td{background:#fffaf0}.filter{margin:0 0 8px}
 """
 
 JS = """
@@ -44,6 +49,15 @@ JS = """
       rows.forEach(function (r) { table.tBodies[0].appendChild(r); });
     });
   });
+  var only = document.getElementById('only-review');
+  if (only) {
+    only.addEventListener('change', function () {
+      Array.prototype.forEach.call(table.tBodies[0].rows, function (r) {
+        var hide = only.checked && !r.classList.contains('needs-review');
+        r.style.display = hide ? 'none' : '';
+      });
+    });
+  }
 })();
 """
 

@@ -18,11 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from lusd.batch.batch_run import BatchOptions, BatchRun, BatchSummary, Progress
-from lusd.batch.execute import JobOutput, LoadPipeline, PipelineFactory, execute
+from lusd.batch.execute import JobOutput, LoadPipeline, PipelineFactory, execute_group
 from lusd.batch.execute import worker_name as _worker_name
-from lusd.batch.jobs import JobSpec, build_jobs, model_key
+from lusd.batch.jobs import JobSpec, build_jobs, group_jobs, model_key
 from lusd.batch.journal import Journal
 from lusd.batch.manifest import RowError, read_manifest
+from lusd.batch.metrics_files import write_metrics_files
 from lusd.batch.outdir import (
     check_outdir_free,
     open_journal,
@@ -31,14 +32,19 @@ from lusd.batch.outdir import (
     sha256_bytes,
     sha256_file,
 )
+from lusd.batch.review import check_review_threshold, review_counts
 from lusd.config import model_default_config, preset_config
 from lusd.credentials import load_signer
+from lusd.edit_path import check_candidates
 from lusd.errors import ConfigError, ImageInputError, LUSDError
 from lusd.inputs import check_int, check_number, check_output_folder, check_seed
 from lusd.licensing import ModelLicense, license_for, require_commercial
 from lusd.model_id import model_name
 
 log = logging.getLogger(__name__)
+
+#: The most rows ``--group`` runs in one pipeline call.
+MAX_GROUP = 64
 
 
 def plan(
@@ -55,12 +61,17 @@ def plan(
             continue
         state, changed = row["state"], row["config_hash"] != job.config_hash
         if state == "done":
+            unjudged = job.judge and row["judge_score"] is None
             if changed and opts.rerun_changed:
                 journal.upsert_job(job, reset=True)
                 todo.append(job)
             elif changed:
                 summary.changed.append(job.id)
                 summary.skipped_done += 1
+            elif unjudged:  # done before review flags were asked for: judged now
+                journal.upsert_job(job, reset=False)
+                journal.set_pending(job.id, "unjudged")
+                todo.append(job)
             elif _outputs_intact(opts.outdir, row):
                 summary.skipped_done += 1
             else:
@@ -96,11 +107,13 @@ def prepare(opts: BatchOptions, model: str) -> tuple[list[JobSpec], list[RowErro
         default_seed=opts.seed,
         default_preset=opts.preset,
         allowed_dirs=opts.allow_dirs,
+        default_candidates=opts.candidates,
     )
     if manifest.directives.get("require_commercial"):
         opts.require_commercial = True
     base = model_default_config(opts.model_config or opts.model)
-    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides, opts.crop)
+    judge = opts.review_threshold is not None
+    jobs, cfg_errors = build_jobs(manifest.rows, base, model, opts.overrides, opts.crop, judge)
     bad = sorted(manifest.errors + cfg_errors, key=lambda e: e.line)
     if bad and opts.strict:
         lines = "; ".join(str(e) for e in bad[:20])
@@ -143,6 +156,7 @@ def run_batch(
             summary = BatchSummary(total_rows=len(jobs) + len(bad), bad_rows=bad, to_run=0)
             todo = plan(opts, journal, jobs, summary)
             summary.to_run = len(todo)
+            journal.set_review_threshold(opts.review_threshold)
             run = BatchRun(opts, journal, jobs, signer)
             start = time.perf_counter()
             if todo:
@@ -152,6 +166,15 @@ def run_batch(
                 backend(run, todo, factory, progress, summary)
             summary.failures = run.failures
             summary.seconds = time.perf_counter() - start
+            counts = review_counts(journal.jobs(), len(bad), opts.review_threshold)
+            summary.review = "" if counts is None else counts.line
+            try:
+                write_metrics_files(journal, opts.outdir)
+            except OSError as error:  # every result is journaled: the files can wait
+                summary.notes.append(
+                    f"could not write metrics.csv and metrics.json ({error.strerror or error}); "
+                    "the journal holds every result: run the batch again to write them"
+                )
         finally:
             journal.close()
     return summary
@@ -162,6 +185,10 @@ def check_options(opts: BatchOptions) -> None:
     check_seed(opts.seed, "--seed")
     check_int(opts.workers, "--workers", 1, 1024)
     check_int(opts.max_attempts, "--max-attempts", 1, 1000)
+    check_candidates(opts.candidates)
+    check_int(opts.group, "--group", 1, MAX_GROUP)
+    if opts.review_threshold is not None:
+        opts.review_threshold = check_review_threshold(opts.review_threshold)
     if opts.threads is not None:
         check_int(opts.threads, "--threads", 1, 1024)
     if opts.hour_price is not None:
@@ -209,21 +236,32 @@ def _run_local(
     progress: Progress | None,
     summary: BatchSummary,
 ) -> None:
+    """Run ``todo`` in this process, ``--group`` rows of one config per pipeline call."""
     pipe = factory()
     name = _worker_name()
-    for i, job in enumerate(todo, 1):
-        run.start(job, name)
-        try:
-            data = run.read_input(job)
-        except ImageInputError as exc:
-            out = JobOutput(job.id, False, 0.0, error=f"ImageInputError: {exc}", worker=name)
-        else:
-            out = execute(pipe, job, data)
-        ok = run.commit(job, out)
-        summary.done += ok
-        summary.failed += not ok
-        if progress:
-            progress(i, len(todo), job.id, ok)
+    finished = 0
+    for group in group_jobs(todo, run.opts.group):
+        outputs: dict[str, JobOutput] = {}
+        ready: list[tuple[JobSpec, bytes]] = []
+        for job in group:
+            run.start(job, name)
+            try:
+                ready.append((job, run.read_input(job)))
+            except ImageInputError as exc:
+                outputs[job.id] = JobOutput(
+                    job.id, False, 0.0, error=f"ImageInputError: {exc}", worker=name
+                )
+        if ready:
+            jobs, images = zip(*ready, strict=True)
+            for out in execute_group(pipe, list(jobs), list(images)):
+                outputs[out.job_id] = out
+        for job in group:
+            ok = run.commit(job, outputs[job.id])
+            summary.done += ok
+            summary.failed += not ok
+            finished += 1
+            if progress:
+                progress(finished, len(todo), job.id, ok)
 
 
 def _run_ray(

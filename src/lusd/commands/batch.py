@@ -3,11 +3,37 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
 from lusd.commands import options as opt
 from lusd.commands.common import cli_errors, console, err_console, parse_overrides
+
+#: ``--candidates``, spelt as ``lusd edit``'s (``options.Candidates``).
+Candidates = Annotated[
+    int,
+    typer.Option(
+        "--candidates",
+        help="Run K seeds (SEED .. SEED+K-1) together and keep the one the judge scores best "
+        "(1-16).",
+    ),
+]
+ReviewThreshold = Annotated[
+    float | None,
+    typer.Option(
+        "--review-threshold",
+        help="Judge every row and flag those scoring below this (0-1) for a person to review.",
+    ),
+]
+Group = Annotated[
+    int,
+    typer.Option(
+        "--group",
+        help="Run up to N rows with the same settings in one model call (1-64): more edits "
+        "per minute on a GPU, the same outputs.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +51,9 @@ def batch(
     seed: opt.Seed = 0,
     steps: opt.Steps = None,
     settings: opt.Settings = None,
+    candidates: Candidates = 1,
+    review_threshold: ReviewThreshold = None,
+    group: Group = 1,
     backend: str = typer.Option("local", "--backend", help="local (one process) or ray."),
     workers: int = typer.Option(1, "--workers", "-w", help="Ray actors (one model each)."),
     address: str = typer.Option(None, "--address", help="Ray cluster, e.g. ray://head:10001."),
@@ -49,9 +78,10 @@ def batch(
 ) -> None:
     """Edit every row of MANIFEST into OUTDIR; run again to resume where it stopped.
 
-    A row's own seed, preset, num_steps or other EditConfig column wins over --seed,
-    --preset, --steps and --set. A manifest header line '# lusd: require_commercial=true'
-    does what --require-commercial does.
+    A row's own seed, preset, candidates, num_steps or other EditConfig column wins over
+    --seed, --preset, --candidates, --steps and --set. A manifest header line
+    '# lusd: require_commercial=true' does what --require-commercial does;
+    '# lusd: candidates=4' sets the manifest's candidates (over --candidates).
     """
     from lusd.batch.runner import BatchOptions, run_batch
     from lusd.commands.common import quiet_libraries, user_error
@@ -84,9 +114,16 @@ def batch(
         hour_price=hour_price,
         allow_dirs=tuple(allow_dirs or ()),
         crop=not no_crop,
+        candidates=candidates,
+        review_threshold=review_threshold,
+        group=group,
     )
     quiet_libraries()
     summary = _with_progress(opts, run_batch) if progress else run_batch(opts)
+    if summary.review:
+        console.print(summary.review)
+    for note in summary.notes:
+        err_console.print(f"[yellow]note:[/] {note}")
     if backend == "local" and workers > 1:  # after the run: a bad option is the one line
         err_console.print(
             "[yellow]note:[/] --workers applies to --backend ray; the local backend ran one "
