@@ -32,8 +32,10 @@ SETTINGS_KEY = "lusd"
 #: Keys of the settings record, in the order written.
 SETTINGS_FIELDS = (
     "source_prompt", "target_prompt", "focus", "preset", "seed", "model", "weights_hash",
-    "region", "region_box", "crop_box", "config",
+    "region", "region_box", "crop_box", "candidates", "judge_score", "config",
 )  # fmt: skip
+#: The most candidates one edit may ask for (each costs about one edit's UNet work).
+MAX_CANDIDATES = 16
 #: Text chunks of earlier batch outputs (``lusd:<field>``), read back by :func:`read_settings`.
 _LEGACY_PREFIX = "lusd:"
 
@@ -47,7 +49,9 @@ class EditRequest:
     ``config`` is complete (preset, model defaults and overrides already applied, e.g. by
     :func:`lusd.config.preset_config`); ``preset`` only names where it came from.
     ``region`` restricts the edit to part of the picture, edited on a crop around it
-    unless ``crop`` is False.
+    unless ``crop`` is False. ``candidates`` K > 1 runs the seeds ``seed`` .. ``seed + K - 1``
+    together and keeps the one the judge scores best; ``judge`` scores a single
+    candidate too (for review flags).
     """
 
     image: Image.Image
@@ -59,6 +63,8 @@ class EditRequest:
     focus: tuple[str, ...] | None = None
     region: Region | None = None
     crop: bool = True
+    candidates: int = 1
+    judge: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.config, EditConfig):
@@ -66,16 +72,36 @@ class EditRequest:
         if not isinstance(self.target_prompt, str) or not self.target_prompt.strip():
             raise PromptError("the target prompt is empty: say what the edited image should show")
         object.__setattr__(self, "seed", check_seed(self.seed))
+        check_candidates(self.candidates)
+        check_seed(self.seed + self.candidates - 1)
         if self.region is not None:
             self.region.check_config(self.config)
             self.region.pixels(self.image.size)  # empty or outside the picture: refused now
         if self.focus is not None:
             object.__setattr__(self, "focus", tuple(self.focus) or None)
 
+    @property
+    def seeds(self) -> list[int]:
+        """The candidates' seeds."""
+        return [self.seed + k for k in range(self.candidates)]
+
+
+def check_candidates(count: Any) -> int:
+    """``count`` if it is a whole number of candidates in 1..MAX_CANDIDATES, else ConfigError."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_CANDIDATES:
+        raise ConfigError(
+            f"candidates must be a whole number from 1 to {MAX_CANDIDATES}, got {count!r}"
+        )
+    return count
+
 
 @dataclass
 class EditRecord:
-    """A finished edit: the request, its result, and how outputs describe it."""
+    """A finished edit: the request, its result, and how outputs describe it.
+
+    With several candidates this is the one the judge scored best (``seed`` its own);
+    ``candidates`` holds every candidate (this one included) in seed order.
+    """
 
     request: EditRequest
     image: Image.Image
@@ -83,6 +109,13 @@ class EditRecord:
     focus_words: list[str]
     stats: dict[str, Any]
     model: ModelIdentity = field(default_factory=lambda: ModelIdentity("unnamed"))
+    seed: int | None = None
+    score: float | None = None
+    candidates: list[EditRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.seed is None:
+            self.seed = self.request.seed
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -93,12 +126,14 @@ class EditRecord:
             "target_prompt": req.target_prompt,
             "focus": list(self.focus_words),
             "preset": req.preset,
-            "seed": req.seed,
+            "seed": self.seed,
             "model": self.model.name,
             "weights_hash": self.model.weights_hash,
             "region": req.region.label if req.region is not None else None,
             "region_box": self.stats.get("region_box"),
             "crop_box": self.stats.get("crop_box"),
+            "candidates": req.candidates,
+            "judge_score": self.score,
             "config": req.config.to_dict(),
         }
         return {key: values[key] for key in SETTINGS_FIELDS}
@@ -114,7 +149,7 @@ class EditRecord:
             source_prompt=req.source_prompt,
             target_prompt=req.target_prompt,
             focus=tuple(self.focus_words),
-            seed=req.seed,
+            seed=self.seed,
             steps=req.config.num_steps,
         )
 
@@ -159,22 +194,84 @@ def run_edit(
     ``progress(step, total)`` follows the iterations; ``should_stop()`` True ends the edit
     after its current iteration. Safe to call from several threads on one pipeline.
     """
+    seeds = request.seeds
     out = pipe(
         request.image,
         request.source_prompt,
         request.target_prompt,
         focus=list(request.focus) if request.focus else None,
         config=request.config,
-        generator=generator_for(request.seed),
+        generator=[generator_for(s) for s in seeds] if len(seeds) > 1 else generator_for(seeds[0]),
         callback=progress,
         should_stop=should_stop,
         region=request.region,
         crop=request.crop,
+        judge=request.judge or len(seeds) > 1,
     )
-    stats = dict(out.stats)
-    stats["preset"] = request.preset
+    return _record(pipe, request, out)
+
+
+def run_edits(
+    pipe: Any,
+    requests: list[EditRequest],
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[EditRecord]:
+    """Run several requests with the same config together (``lusd batch --group``): those
+    of the same working size share every UNet pass; each record equals
+    :func:`run_edit` of its request."""
+    if len(requests) == 1:
+        return [run_edit(pipe, requests[0], progress, should_stop)]
+    from lusd.pipeline import EditInputs
+
+    config = requests[0].config
+    if any(r.config != config for r in requests):
+        raise ConfigError("edits run together must share one config")
+    edits = [
+        EditInputs(
+            r.image,
+            r.source_prompt,
+            r.target_prompt,
+            list(r.focus) if r.focus else None,
+            r.region,
+            r.crop,
+            [generator_for(s) for s in r.seeds],
+        )  # fmt: skip
+        for r in requests
+    ]
+    judge = any(r.judge or r.candidates > 1 for r in requests)
+    outputs = pipe.edit_batch(edits, config, judge, progress, should_stop)
+    for request, out in zip(requests, outputs, strict=True):
+        out.stats["preset"] = request.preset
+        if not (request.judge or request.candidates > 1):
+            out.scores = None
+    return [_record(pipe, r, out) for r, out in zip(requests, outputs, strict=True)]
+
+
+def _record(pipe: Any, request: EditRequest, out: Any) -> EditRecord:
+    """The record of a pipeline output: its best candidate, holding every candidate."""
+    seeds = request.seeds
     identity = getattr(pipe, "identity", None) or ModelIdentity("unnamed")
-    return EditRecord(request, out.images[0], out.masks[0], list(out.focus_words), stats, identity)
+    scores = getattr(out, "scores", None) or [None] * len(seeds)
+    own = out.stats.get("candidates") or [{}]
+    records = [
+        EditRecord(
+            request,
+            image,
+            mask,
+            list(out.focus_words),
+            {**out.stats, **own[k], "preset": request.preset},
+            identity,
+            seeds[k],
+            scores[k],
+        )  # fmt: skip
+        for k, (image, mask) in enumerate(zip(out.images, out.masks, strict=True))
+    ]
+    if len(records) == 1:
+        return records[0]
+    best = max(range(len(records)), key=lambda k: (scores[k], -k))
+    records[best].candidates = records
+    return records[best]
 
 
 def read_settings(texts: dict[str, Any]) -> dict[str, Any] | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,39 @@ class EditOutput(BaseOutput):
     focus_indices: list[int]
     stats: dict[str, Any]
     scores: list[float] | None = None
+
+
+@dataclass
+class EditInputs:
+    """One edit of :meth:`LUSDPipeline.edit_batch`: the picture (loaded), prompts, focus
+    words, region, and one generator per candidate."""
+
+    image: PIL.Image.Image
+    source_prompt: str
+    target_prompt: str
+    focus: list[str] | None = None
+    region: Region | None = None
+    crop: bool = True
+    generators: list[torch.Generator | None] = field(default_factory=lambda: [None])
+
+
+@dataclass
+class _Prepared:
+    """An edit ready for the loop (``picture`` is the crop around a region, if any)."""
+
+    edit: EditInputs
+    picture: PIL.Image.Image
+    allowed: np.ndarray | None
+    crop_at: tuple[int, int, int, int] | None
+    region_box: list[int] | None
+    size: tuple[int, int]
+    source_latents: torch.Tensor
+    words: list[str]
+    indices: list[int]
+    use_mask: bool
+    latent_region: torch.Tensor | None
+    cond: Conditioning
+    stopped: bool = False
 
 
 class LUSDPipeline(DiffusionPipeline):
@@ -250,81 +283,128 @@ class LUSDPipeline(DiffusionPipeline):
         EditConfig fields. ``should_stop()`` is asked before every iteration: True ends the
         edit early (``stats["interrupted"]``). ``region`` (:class:`lusd.regions.Region`)
         restricts the edit to part of the picture, which is then edited on a crop around it
-        at the model's working size unless ``crop`` is False (docs/regions.md). Everything
-        the edit keeps belongs to this call, so several threads may run edits on one
-        pipeline at once.
+        at the model's working size unless ``crop`` is False (docs/regions.md). A list of
+        generators makes one candidate per generator, optimised together in one batched
+        loop; each equals the edit run alone with its generator. ``judge`` scores every
+        candidate (``scores``, :func:`lusd.judge.judge_candidates`). Everything the edit
+        keeps belongs to this call, so several threads may run edits on one pipeline at once.
         """
-        started = time.perf_counter()
-        cfg = self.resolve_config(preset, config, overrides)
-        self.check_inputs(source_prompt, target_prompt, cfg)
         if output_type not in ("pil", "np", "pt"):
             raise ConfigError(f"output_type must be pil, np or pt, got {output_type!r}")
-        rule = rule_class(cfg.method)
-        rule.check_model(self.unet)
-        original = load_image(image, max_pixels)
-        generators = generator if isinstance(generator, list) else [generator]
-        # rules that back-propagate through the UNet cannot run on inference tensors
-        with torch.no_grad() if rule.needs_grad else torch.inference_mode():
-            output = self._edit(
-                original, source_prompt, target_prompt, focus, cfg, generators, callback,
-                should_stop, region, crop, judge,
-            )  # fmt: skip
-        output.stats.update(seconds=time.perf_counter() - started, preset=preset)
-        images: Any = output.images
+        cfg = self.resolve_config(preset, config, overrides)
+        edit = EditInputs(
+            load_image(image, max_pixels), source_prompt, target_prompt, focus, region, crop,
+            generator if isinstance(generator, list) else [generator],
+        )  # fmt: skip
+        output = self.edit_batch([edit], cfg, judge, callback, should_stop)[0]
+        output.stats["preset"] = preset
         if output_type != "pil":
-            stacked = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in images])
-            images = (
+            stacked = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in output.images])
+            output.images = (
                 stacked if output_type == "np" else torch.from_numpy(stacked).permute(0, 3, 1, 2)
             )
-        output.images = images
         return output if return_dict else output.to_tuple()
 
-    def _edit(
-        self, original, source_prompt, target_prompt, focus, cfg, generators, callback,
-        should_stop, region, crop, judge,
-    ) -> EditOutput:  # fmt: skip
+    def edit_batch(
+        self,
+        edits: list[EditInputs],
+        config: EditConfig,
+        judge: bool = False,
+        callback: Callable[[int, int], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[EditOutput]:
+        """Several edits with one config; those of the same working size share every UNet
+        pass (each edit's candidates too), and each gives what it gives alone."""
+        started = time.perf_counter()
+        for edit in edits:
+            self.check_inputs(edit.source_prompt, edit.target_prompt, config)
+        rule = rule_class(config.method)
+        rule.check_model(self.unet)
+        # rules that back-propagate through the UNet cannot run on inference tensors
+        with torch.no_grad() if rule.needs_grad else torch.inference_mode():
+            self.upcast_vae()
+            prepared = [self._prepare(edit, config) for edit in edits]
+            groups: dict[tuple[int, ...], list[int]] = {}
+            for i, item in enumerate(prepared):
+                groups.setdefault(tuple(item.source_latents.shape), []).append(i)
+            outputs: dict[int, EditOutput] = {}
+            for members in groups.values():
+                group = [prepared[i] for i in members]
+                results = self._distill(group, config, callback, should_stop)
+                for i, item, item_results in zip(members, group, results, strict=True):
+                    outputs[i] = self._output(item, item_results, config, judge)
+        for output in outputs.values():
+            output.stats["seconds"] = time.perf_counter() - started
+        return [outputs[i] for i in range(len(edits))]
+
+    def _prepare(self, edit: EditInputs, cfg: EditConfig) -> _Prepared:
+        """Everything one edit needs before the loop: its picture, latents, prompts, mask."""
         rule = rule_class(cfg.method)
-        picture, allowed, crop_at, region_box = original, None, None, None
-        if region is not None:
-            picture, allowed, crop_at, region_box = self._crop_to(original, region, crop, cfg)
-        self.upcast_vae()
+        picture, allowed, crop_at, region_box = edit.image, None, None, None
+        if edit.region is not None:
+            picture, allowed, crop_at, region_box = self._crop_to(
+                edit.image, edit.region, edit.crop, cfg
+            )
         size = self.working_size(picture.size, cfg)
         source_latents = self.encode_image(picture.resize(size, PIL.Image.LANCZOS))
-
         words, indices = [], []
         if rule.reads_attention:
-            words, indices = self.focus_tokens(source_prompt, target_prompt, focus)
-        use_mask = rule.reads_attention and cfg.use_mask and bool(indices)
+            words, indices = self.focus_tokens(edit.source_prompt, edit.target_prompt, edit.focus)
         latent_hw = tuple(source_latents.shape[-2:])
-        layers = self.mask_layers_for(cfg)
-        store = AttentionStore(layers, latent_hw=latent_hw)
-        focus_ids = torch.tensor(indices, dtype=torch.long)
-        latent_region = None if allowed is None else region_at(allowed, latent_hw)
         # SDXL's micro-conditioning: the image's own size, no crop, the working size (h, w)
         sizes = {
             "original_size": (picture.height, picture.width),
             "crop_top_left": (0, 0),
             "target_size": (size[1], size[0]),
         }
-        prompts = [self.encode_prompt(source_prompt), self.encode_prompt(target_prompt)]
+        prompts = [self.encode_prompt(edit.source_prompt), self.encode_prompt(edit.target_prompt)]
         if rule.needs_empty:
             prompts.append(self.family.empty_prompt(self))
-        cond = Conditioning(*(self.family.condition(self, p, **sizes) for p in prompts))
+        return _Prepared(
+            edit=edit,
+            picture=picture,
+            allowed=allowed,
+            crop_at=crop_at,
+            region_box=region_box,
+            size=size,
+            source_latents=source_latents,
+            words=words,
+            indices=indices,
+            use_mask=rule.reads_attention and cfg.use_mask and bool(indices),
+            latent_region=None if allowed is None else region_at(allowed, latent_hw),
+            cond=Conditioning(*(self.family.condition(self, p, **sizes) for p in prompts)),
+        )
+
+    def _distill(self, group, cfg, callback, should_stop) -> list[list[Any]]:
+        """Run the lanes of every candidate of every edit in ``group`` (same latent size)
+        together; each edit's results, in its generators' order."""
+        latent_hw = tuple(group[0].source_latents.shape[-2:])
+        layers = self.mask_layers_for(cfg)
+        store = AttentionStore(layers, latent_hw=latent_hw)
+        lanes, owners, focus = [], [], []
+        for index, item in enumerate(group):
+            for generator in item.edit.generators:
+                lanes.append(
+                    Lane(item.source_latents, item.cond, generator, item.latent_region,
+                         item.use_mask)
+                )  # fmt: skip
+                owners.append(index)
+                focus.append(torch.tensor(item.indices, dtype=torch.long))
         distiller = Distiller(
             self.predict_eps,
             self.scheduler.alphas_cumprod,
             cfg,
-            capture=lambda rows, lanes: store.reset(rows, [focus_ids] * len(rows)),
+            capture=lambda rows, lanes: store.reset(rows, [focus[lane] for lane in lanes]),
             read_masks=lambda: refined_maps(store, latent_hw, layers) if store.active else None,
             unet=self.unet,
         )
-        lanes = [Lane(source_latents, cond, g, latent_region, use_mask) for g in generators]
-        stopped = False
 
         def stop_now() -> bool:
-            nonlocal stopped
-            stopped = stopped or (should_stop is not None and should_stop())
-            return stopped
+            if not any(item.stopped for item in group):
+                stopped = should_stop is not None and should_stop()
+                for item in group:
+                    item.stopped = stopped
+            return group[0].stopped
 
         with self.progress_bar(total=cfg.num_steps) as bar, capturing(store):
 
@@ -334,14 +414,21 @@ class LUSDPipeline(DiffusionPipeline):
                     callback(step, total)
 
             results = distiller.run_lanes(lanes, on_step, stop_now)
+        return [
+            [r for r, o in zip(results, owners, strict=True) if o == i] for i in range(len(group))
+        ]
 
+    def _output(
+        self, item: _Prepared, results: list[Any], cfg: EditConfig, judge: bool
+    ) -> EditOutput:
+        """Decode, paste back and (when asked) judge one edit's candidates."""
         images, masks = [], []
         for result in results:
             decoded = self.decode_latents(result.latents)
             mask = None if result.mask is None else result.mask.float().cpu().numpy()
-            edited, mask_image = self._finish(picture, decoded, mask, cfg, allowed)
-            if crop_at is not None:
-                edited, mask_image = stitch(original, edited, mask_image, crop_at)
+            edited, mask_image = self._finish(item.picture, decoded, mask, cfg, item.allowed)
+            if item.crop_at is not None:
+                edited, mask_image = stitch(item.edit.image, edited, mask_image, item.crop_at)
             images.append(edited)
             masks.append(mask_image)
         stats = {
@@ -349,10 +436,10 @@ class LUSDPipeline(DiffusionPipeline):
             "distill_seconds": results[0].stats.seconds,
             "config": cfg.to_dict(),
             "config_hash": cfg.digest(),
-            "working_size": list(size),
-            "region_box": region_box,
-            "crop_box": None if crop_at is None else list(crop_at),
-            "interrupted": stopped,
+            "working_size": list(item.size),
+            "region_box": item.region_box,
+            "crop_box": None if item.crop_at is None else list(item.crop_at),
+            "interrupted": item.stopped,
         }
         scores = None
         if judge:
@@ -360,11 +447,11 @@ class LUSDPipeline(DiffusionPipeline):
 
             verdict = judge_candidates(
                 self,
-                source_latents,
+                item.source_latents,
                 torch.cat([r.latents for r in results]),
-                cond,
+                item.cond,
                 masks=_stacked([r.mask for r in results]),
-                region=latent_region,
+                region=item.latent_region,
             )
             scores = [float(score) for score in verdict.scores]
             stats["judge"] = {
@@ -374,7 +461,7 @@ class LUSDPipeline(DiffusionPipeline):
             }
         if len(results) > 1:
             stats["candidates"] = [vars(r.stats) for r in results]
-        return EditOutput(images, masks, words, indices, stats, scores)
+        return EditOutput(images, masks, item.words, item.indices, stats, scores)
 
     def _crop_to(self, original: PIL.Image.Image, region: Region, crop: bool, cfg: EditConfig):
         """(the picture to edit, the region on it, the crop box or None, the region's
