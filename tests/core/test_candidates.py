@@ -88,3 +88,102 @@ def test_candidates_of_a_pipeline_equal_their_single_runs(tiny_pipe, preset):
         assert difference.max() <= 1  # float tolerance: a batched pass rounds differently
         assert many.stats["candidates"][k]["unet_calls"] == alone.stats["unet_calls"]
     assert not np.array_equal(np.asarray(many.images[0]), np.asarray(many.images[1]))
+
+
+# ---- candidates on the edit path -------------------------------------------------------------
+
+
+def _request(pipe, seed=5, candidates=1, target="a blue dog", **changes):
+    from lusd.edit_path import EditRequest
+
+    photo = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 40, 3), np.uint8))
+    config = preset_config("lusd", pipe.default_config, num_steps=3, **changes)
+    return EditRequest(photo, "a red cat", target, config, seed=seed, candidates=candidates)
+
+
+def test_the_record_is_the_judges_best_candidate_and_holds_them_all(tiny_pipe):
+    from lusd.edit_path import run_edit
+
+    record = run_edit(tiny_pipe, _request(tiny_pipe, candidates=3))
+    seeds = [c.seed for c in record.candidates]
+    scores = [c.score for c in record.candidates]
+    assert seeds == [5, 6, 7] and record in record.candidates
+    assert record.score == max(scores) and all(0 <= s <= 1 for s in scores)
+    assert record.settings["seed"] == record.seed and record.settings["candidates"] == 3
+    assert record.settings["judge_score"] == record.score
+    assert record.stats["judge"]["unet_passes"] > 0
+    for candidate in record.candidates:  # each is the edit its seed gives alone
+        alone = run_edit(tiny_pipe, _request(tiny_pipe, seed=candidate.seed))
+        difference = np.abs(np.asarray(alone.image, int) - np.asarray(candidate.image, int))
+        assert difference.max() <= 1 and alone.score is None
+
+
+def test_edits_run_together_give_what_they_give_alone(tiny_pipe):
+    from lusd.edit_path import run_edit, run_edits
+
+    requests = [
+        _request(tiny_pipe, seed=1),
+        _request(tiny_pipe, seed=2, target="a green bird", candidates=2),
+    ]
+    together = run_edits(tiny_pipe, requests)
+    for record, request in zip(together, requests, strict=True):
+        alone = run_edit(tiny_pipe, request)
+        assert record.seed == alone.seed and record.focus_words == alone.focus_words
+        difference = np.abs(np.asarray(alone.image, int) - np.asarray(record.image, int))
+        assert difference.max() <= 1
+    assert together[0].score is None and len(together[1].candidates) == 2
+
+
+@pytest.mark.parametrize("count", [0, 17, "two", True, 2.0])
+def test_a_bad_number_of_candidates_is_one_clear_error(tiny_pipe, count):
+    from lusd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"candidates must be a whole number from 1 to 16"):
+        _request(tiny_pipe, candidates=count)
+
+
+def test_the_last_candidates_seed_must_be_a_seed(tiny_pipe):
+    from lusd.errors import ConfigError
+    from lusd.inputs import SEED_LIMIT
+
+    _request(tiny_pipe, seed=SEED_LIMIT - 2, candidates=2)
+    with pytest.raises(ConfigError, match="seed"):
+        _request(tiny_pipe, seed=SEED_LIMIT - 2, candidates=3)
+
+
+def test_cli_saves_every_candidate_with_its_score(tiny_model_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from lusd.cli import app
+    from lusd.edit_path import read_settings
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (32, 32, 3), np.uint8)).save(photo)
+    args = [
+        "edit",
+        str(photo),
+        "-s",
+        "a red cat",
+        "-t",
+        "a blue dog",
+        "--model",
+        str(tiny_model_dir),
+    ]
+    args += ["--steps", "2", "--seed", "4", "-o", str(tmp_path / "out.png")]
+    result = CliRunner().invoke(
+        app, [*args, "--candidates", "2", "--save-candidates", str(tmp_path / "all")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "best of 2 candidates" in result.output
+    saved = sorted((tmp_path / "all").glob("*.png"))
+    assert [p.name for p in saved] == ["photo.seed4.png", "photo.seed5.png"]
+    settings = [read_settings(Image.open(p).text) for p in saved]
+    best = read_settings(Image.open(tmp_path / "out.png").text)
+    assert best["judge_score"] == max(s["judge_score"] for s in settings)
+    assert {s["seed"] for s in settings} == {4, 5} and best["candidates"] == 2
+
+    bad = CliRunner().invoke(
+        app, [*args[:-2], "-o", str(tmp_path / "bad.png"), "--candidates", "0"]
+    )
+    assert bad.exit_code != 0 and "candidates must be a whole number" in bad.output
+    assert len(bad.output.strip().splitlines()) == 1 and not (tmp_path / "bad.png").exists()

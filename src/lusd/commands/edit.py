@@ -40,6 +40,10 @@ def edit(
     preset: opt.Preset = "lusd",
     steps: opt.Steps = None,
     seed: opt.Seed = 0,
+    candidates: opt.Candidates = 1,
+    save_candidates: Path = typer.Option(
+        None, "--save-candidates", help="Also write every candidate, with its score, here."
+    ),
     device: opt.Device = opt.AUTO,
     dtype: opt.Dtype = opt.AUTO,
     output: Path = typer.Option(None, "--output", "-o", help="Output file (.png/.jpg/.webp)."),
@@ -63,7 +67,7 @@ def edit(
     from lusd.commands.common import check_commercial
     from lusd.config import model_default_config, preset_config
     from lusd.credentials import load_signer
-    from lusd.edit_path import EditRequest
+    from lusd.edit_path import EditRequest, check_candidates
     from lusd.images import load_image, output_format
     from lusd.inputs import check_int, check_output_folder, check_prompt
 
@@ -73,6 +77,9 @@ def edit(
             output_format(path)
             check_output_folder(path.parent)
     seed = check_seed(seed, "--seed")
+    check_candidates(candidates)
+    if save_candidates is not None:
+        check_output_folder(save_candidates, "--save-candidates folder")
     check_int(max_pixels, "--max-pixels", 1)
     if output.resolve() == image.resolve():
         raise ImageInputError(f"{output}: refusing to overwrite the input image")
@@ -97,6 +104,7 @@ def edit(
         focus=tuple(focus) if focus else None,
         region=_region(region, box),
         crop=not no_crop,
+        candidates=candidates,
     )
 
     quiet_libraries()
@@ -109,6 +117,8 @@ def edit(
     record.save(output, signer, image.read_bytes() if signer is not None else b"")
     if save_mask is not None:
         save_image(record.mask, save_mask)
+    if save_candidates is not None:
+        _save_candidates(record, save_candidates, image.stem)
     stats = record.stats
     words = ", ".join(record.focus_words) or "(none: global edit)"
     console.print(
@@ -117,6 +127,17 @@ def edit(
         f"{stats['filter_retries']} filter retries, {stats['seconds']:.1f} s · "
         f"AI edit disclosed (XMP{', C2PA signed' if signer else ''})"
     )
+    if record.candidates:
+        ranked = sorted(record.candidates, key=lambda c: -c.score)
+        scores = ", ".join(f"seed {c.seed}: {c.score:.3f}" for c in ranked)
+        console.print(f"best of {len(ranked)} candidates by the judge · {scores}")
+
+
+def _save_candidates(record, folder: Path, stem: str) -> None:
+    """Every candidate as ``<stem>.seed<S>.png`` (its settings name its seed and score)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for candidate in record.candidates or [record]:
+        candidate.save(folder / f"{stem}.seed{candidate.seed}.png")
 
 
 def _region(mask: Path | None, box: str | None):

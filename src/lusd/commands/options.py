@@ -87,7 +87,16 @@ Preset = Annotated[
     typer.Option(
         "--preset",
         "-p",
-        help="lusd, dds, sds or an ablation (lusd-no-mask, lusd-no-filter, lusd-no-norm).",
+        help="lusd, the baselines dds, sds, cds, pds, or an ablation (lusd-no-mask, "
+        "lusd-no-filter, lusd-no-norm).",
+    ),
+]
+Candidates = Annotated[
+    int,
+    typer.Option(
+        "--candidates",
+        help="Run K seeds (SEED .. SEED+K-1) together and keep the one the judge scores best "
+        "(1-16).",
     ),
 ]
 NoCrop = Annotated[
