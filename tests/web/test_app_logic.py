@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,3 +209,17 @@ def test_the_engine_never_imports_the_web_app():
         and pattern.search(path.read_text(encoding="utf-8"))
     ]
     assert offenders == []
+
+
+def test_variants_come_back_best_first_with_their_scores(tiny_pipe, tmp_path):
+    editor = Editor(tiny_pipe, AppSettings(base_overrides={"num_steps": 4}), tmp_path / "work")
+    picture = str(shapes_picture(tmp_path / "in.png"))
+    record = editor.run(picture, "a red cat", "a blue dog", "", 1, 7, variants=3)
+    scores = [v.score for v in record.variants]
+    assert record.id == record.variants[0].id
+    assert scores == sorted(scores, reverse=True) and record.score == scores[0]
+    assert sorted(v.seed for v in record.variants) == [7, 8, 9]
+    assert all(Path(v.result_path).is_file() for v in record.variants)
+    assert "score" in record.caption and "Best of 3 variants" in record.summary()
+    with pytest.raises(LUSDError, match="the number of variants"):
+        editor.run(picture, "a red cat", "a blue dog", "", 1, 7, variants=5)

@@ -17,6 +17,7 @@ from lusd.errors import ImageInputError, LUSDError
 from lusd.images import check_image_file, load_image
 from lusd.web.editing import (
     DEFAULT_STRENGTH,
+    MAX_VARIANTS,
     STRENGTHS,
     AppSettings,
     Editor,
@@ -227,6 +228,13 @@ def _layout(settings: AppSettings, examples: list[tuple[str, str, str]]) -> Simp
                 ui.seed = gr.Number(
                     value=0, precision=0, minimum=0, label="Seed", elem_id="lusd-seed"
                 )
+                ui.variants = gr.Radio(
+                    list(range(1, MAX_VARIANTS + 1)),
+                    value=1,
+                    label="Variants",
+                    info="Several seeds at once; the model's judge shows the best first",
+                    elem_id="lusd-variants",
+                )
             with gr.Row():
                 ui.run = gr.Button("Edit", variant="primary", elem_id="lusd-edit")
                 ui.again = gr.Button("Try again (new seed)", elem_id="lusd-again")
@@ -296,6 +304,7 @@ def build_app(
         history,
         painted,
         box,
+        variants,
         request: gr.Request,
         progress=_PROGRESS,
     ):
@@ -315,7 +324,9 @@ def build_app(
             stops.begin(session)
             strength = DEFAULT_STRENGTH if strength is None else strength
             region = painted_region(painted, box)
-            record = editor.run(image, source, target, focus, strength, seed or 0, report, region)
+            record = editor.run(
+                image, source, target, focus, strength, seed or 0, report, region, variants or 1
+            )
         except _Stopped:
             done, total = steps_done
             status = f"Stopped after {done} of {total} steps; the picture was not changed."
@@ -330,7 +341,8 @@ def build_app(
             raise gr.Error(UNEXPECTED, print_exception=False) from None
         finally:
             stops.end(session)
-        history = (list(history or []) + [record])[-settings.history_size :]
+        made = list(reversed(record.variants)) or [record]  # the best shows first
+        history = (list(history or []) + made)[-settings.history_size :]
         gallery = _gallery(history)
         view = _view(record, show_mask)
         return view, record.result_path, record.summary(), history, gallery, record, record.seed
@@ -345,12 +357,13 @@ def build_app(
         history,
         painted,
         box,
+        variants,
         request: gr.Request,
         progress=_PROGRESS,
     ):
         seed = new_seed()
         args = (image, source, target, focus, strength, seed, show_mask, history, painted, box)
-        return edit(*args, request, progress)
+        return edit(*args, variants, request, progress)
 
     def stop(request: gr.Request) -> str:
         if stops.request(_session(request)):
@@ -378,17 +391,17 @@ def build_app(
         common = [ui.image, ui.source, ui.target, ui.focus, ui.strength]
         queued = {"concurrency_limit": settings.concurrency, "concurrency_id": "edit"}
         instant = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
-        where = [ui.region, ui.box]
+        extras = [ui.region, ui.box, ui.variants]
         ui.run.click(
             edit,
-            [*common, ui.seed, ui.show_mask, ui.history, *where],
+            [*common, ui.seed, ui.show_mask, ui.history, *extras],
             outputs,
             api_name="edit",
             **queued,
         )
         ui.again.click(
             try_again,
-            [*common, ui.show_mask, ui.history, *where],
+            [*common, ui.show_mask, ui.history, *extras],
             outputs,
             api_name="try_again",
             **queued,

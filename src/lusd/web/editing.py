@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import shutil
@@ -32,6 +33,8 @@ STRENGTHS: dict[int, tuple[float, float]] = {
     5: (1.5, 1.5),
 }
 DEFAULT_STRENGTH = 3
+#: The most variants one edit in the browser may ask for (each costs about one edit).
+MAX_VARIANTS = 4
 #: "Try again" draws seeds below this (any seed up to 2**63 - 1 may be typed)
 _NEW_SEED_LIMIT = 2**31 - 1
 #: Overlay colour of the mask view (RGB) and its strongest opacity.
@@ -97,16 +100,27 @@ class SessionResult:
     strength: int
     seconds: float
     iterations: int
+    #: the judge's score (0-1, higher is better) when the edit made several variants
+    score: float | None = None
+    #: every variant of the edit, best first (this one among them); empty for one variant
+    variants: tuple[SessionResult, ...] = ()
 
     @property
     def caption(self) -> str:
-        return f"seed {self.seed} · strength {self.strength}: {self.target_prompt}"
+        score = "" if self.score is None else f" · score {self.score:.2f}"
+        return f"seed {self.seed} · strength {self.strength}{score}: {self.target_prompt}"
 
     def summary(self) -> str:
         focus = ", ".join(self.focus_words) or "none"
+        best = ""
+        if self.variants:
+            best = (
+                f" Best of {len(self.variants)} variants by the model's own judge "
+                f"(score {self.score:.2f}); the others are in the gallery."
+            )
         return (
             f"Done in {self.seconds:.1f} s ({self.iterations} steps). "
-            f"Focus words: {focus}. Seed {self.seed}, strength {self.strength}."
+            f"Focus words: {focus}. Seed {self.seed}, strength {self.strength}.{best}"
         )
 
 
@@ -256,8 +270,12 @@ class Editor:
         seed: int,
         progress: Callable[[int, int], None] | None = None,
         region: Region | None = None,
+        variants: int = 1,
     ) -> SessionResult:
-        """One edit; raises LUSDError (one plain line) for anything the user can fix."""
+        """One edit; raises LUSDError (one plain line) for anything the user can fix.
+
+        ``variants`` > 1 runs that many seeds together and returns the one the judge scores
+        best, holding every variant (best first) in ``variants``."""
         from lusd.edit_path import EditRequest, run_edit
         from lusd.inputs import check_int, check_seed
 
@@ -265,6 +283,7 @@ class Editor:
         self.check_inputs(image_path, source, target)
         strength = check_int(strength, "the strength", min(STRENGTHS), max(STRENGTHS))
         seed = check_seed(seed, "the seed")
+        variants = check_int(variants, "the number of variants", 1, MAX_VARIANTS)
         image = self.load(str(image_path))
         focus = parse_focus(focus_text)
         self.check_focus(target, focus)
@@ -276,9 +295,14 @@ class Editor:
             seed=seed,
             focus=tuple(focus) if focus else None,
             region=region,
+            candidates=variants,
         )
         record = run_edit(self.pipe, request, progress=progress)
-        return self._save(record, strength)
+        if not record.candidates:
+            return self._save(record, strength)
+        ranked = sorted(record.candidates, key=lambda c: -c.score)
+        saved = [self._save(candidate, strength) for candidate in ranked]
+        return dataclasses.replace(saved[0], variants=tuple(saved))
 
     def prune(self) -> None:
         """Delete result folders older than ``settings.keep_results_s`` (bounded disk use)."""
@@ -301,7 +325,7 @@ class Editor:
         xmp = record.disclosure.to_xmp()
         paths = {
             "input": save_image(request.image, folder / "input.png"),
-            "result": record.save(folder / f"lusd-edit-{request.seed}.png"),
+            "result": record.save(folder / f"lusd-edit-{record.seed}.png"),
             "mask": save_image(mask_l, folder / "mask.png"),
             "overlay": save_image(
                 mask_overlay(record.image, mask_l), folder / "overlay.png", xmp=xmp
@@ -316,10 +340,11 @@ class Editor:
             source_prompt=request.source_prompt,
             target_prompt=request.target_prompt,
             focus_words=tuple(record.focus_words),
-            seed=request.seed,
+            seed=record.seed,
             strength=strength,
             seconds=float(record.stats.get("seconds", 0.0)),
             iterations=int(record.stats.get("iterations", request.config.num_steps)),
+            score=record.score,
         )
 
 
