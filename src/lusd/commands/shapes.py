@@ -72,7 +72,8 @@ def demo(
 ) -> None:
     """Render a scene, run four LUSD edits with the shipped model, write input|output|mask.
 
-    An add (without and with a region), a colour change and a shape change.
+    An add (four candidates ranked by the model's judge, then with a region), a colour
+    change and a shape change.
     """
     started = time.perf_counter()
     quiet_libraries()
@@ -95,6 +96,11 @@ def demo(
         console.print(
             f"  oracle after:  {r.after}  ({verdict}, focus {r.focus}, {r.seconds:.1f} s)"
         )
+        if r.candidates:
+            console.print(f"  {len(r.candidates)} candidates, the judge's pick first:")
+            for c in r.candidates:
+                mark = "[green]success[/]" if c.success else "[red]not as asked[/]"
+                console.print(f"    seed {c.seed}: score {c.score:.3f} · oracle: {mark}")
     console.print(
         f"wrote {output} (input | output | mask) in {time.perf_counter() - started:.1f} s"
     )

@@ -1,5 +1,6 @@
 """`lusd demo`: LUSD edits of a rendered scene with the shipped model, as one sheet: an add
-(without and with a region), a colour change and a shape change."""
+(four candidates, the judge's pick shown; then with a region), a colour change and a shape
+change."""
 
 from __future__ import annotations
 
@@ -49,6 +50,20 @@ def demo_cases(scene: Scene = DEMO_SCENE) -> list[EditCase]:
     ]
 
 
+#: Candidates of the demo's plain add: the judge picks one, the sheet shows them all.
+DEMO_CANDIDATES = 4
+
+
+@dataclass
+class CandidateView:
+    """One candidate of an edit: its seed, picture, the judge's score, the oracle's verdict."""
+
+    seed: int
+    image: Image.Image
+    score: float
+    success: bool
+
+
 @dataclass
 class DemoResult:
     case: EditCase
@@ -61,6 +76,8 @@ class DemoResult:
     focus: list[str]
     #: where the edit was allowed ("" for anywhere)
     region: str = ""
+    #: every candidate, best first by the judge (empty for a single-candidate edit)
+    candidates: list[CandidateView] = dataclasses.field(default_factory=list)
 
 
 def named_cell_prompt(case: EditCase) -> str:
@@ -80,24 +97,31 @@ def run_demo(
     pipe, seed: int = 0, steps: int | None = None, on_step: Callable[[int, int], None] | None = None
 ) -> list[DemoResult]:
     """Run the demo edits with the model's own LUSD defaults. The add runs twice: as the
-    words alone say it, then told where: its cell named in the target prompt and given
-    as the region (docs/regions.md)."""
+    words alone say it, with DEMO_CANDIDATES candidates of which the judge picks one, then
+    told where: its cell named in the target prompt and given as the region
+    (docs/regions.md). The oracle judges every result, the judge's pick included."""
     add, *changes = demo_cases()
     new = add.expected[-1]
     told = dataclasses.replace(add, target_prompt=named_cell_prompt(add))
-    runs = [(add, None), (told, (cell_region(new.cell), f"the {POSITIONS[new.cell]} cell"))]
-    runs += [(case, None) for case in changes]
+    runs = [(add, None, DEMO_CANDIDATES)]
+    runs += [(told, (cell_region(new.cell), f"the {POSITIONS[new.cell]} cell"), 1)]
+    runs += [(case, None, 1) for case in changes]
     overrides = {} if steps is None else {"num_steps": steps}
     config = preset_config("lusd", pipe.default_config, **overrides)
     results = []
-    for case, where in runs:
+    for case, where, candidates in runs:
         image = case.image()
         started = time.perf_counter()
         region, label = where or (None, "")
         request = EditRequest(
-            image, case.source_prompt, case.target_prompt, config, seed=seed, region=region
-        )
+            image, case.source_prompt, case.target_prompt, config, seed=seed, region=region,
+            candidates=candidates,
+        )  # fmt: skip
         out = run_edit(pipe, request, progress=on_step)
+        views = [
+            CandidateView(c.seed, c.image, c.score, edit_success(case, c.image))
+            for c in sorted(out.candidates, key=lambda c: -c.score)
+        ]
         results.append(
             DemoResult(
                 case,
@@ -109,31 +133,43 @@ def run_demo(
                 time.perf_counter() - started,
                 list(out.focus_words),
                 label,
+                views,
             )
         )
     return results
 
 
 def contact_sheet(results: list[DemoResult], scale: int = 4) -> Image.Image:
-    """Rows of input | output | mask, upscaled (nearest) with a caption line above each row."""
+    """Rows of input | output | mask, upscaled (nearest) with a caption line above each row;
+    an edit with candidates adds a row of them, best first, with scores and verdicts."""
     side = 64 * scale
     pad, text_h = 8, 30
-    width = 3 * side + 4 * pad
-    height = len(results) * (side + text_h + pad) + pad
-    sheet = Image.new("RGB", (width, height), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    y = pad
+    rows: list[tuple[list[str], list[Image.Image]]] = []
     for r in results:
         mark = "OK" if r.success else "FAIL"
         where = f" (region: {r.region})" if r.region else ""
-        draw.text((pad, y), f"[{mark}] {r.case.source_prompt}{where}", fill=(0, 0, 0))
-        draw.text((pad, y + 13), f"  -> {r.case.target_prompt}", fill=(0, 0, 160))
-        y += text_h
-        tiles = [render(r.case.scene), r.edited.convert("RGB"), r.mask.convert("RGB")]
-        for i, tile in enumerate(tiles):
-            sheet.paste(
-                tile.resize((side, side), Image.Resampling.NEAREST), (pad + i * (side + pad), y)
+        best = f" (judge's pick of {len(r.candidates)})" if r.candidates else ""
+        lines = [f"[{mark}] {r.case.source_prompt}{where}{best}", f"  -> {r.case.target_prompt}"]
+        rows.append((lines, [render(r.case.scene), r.edited, r.mask]))
+        if r.candidates:
+            scores = "  ".join(
+                f"seed {c.seed}: {c.score:.2f} {'OK' if c.success else 'FAIL'}"
+                for c in r.candidates
             )
+            rows.append((["  candidates, best first by the judge:", f"  {scores}"],
+                         [c.image for c in r.candidates]))  # fmt: skip
+    columns = max(len(tiles) for _, tiles in rows)
+    width = columns * side + (columns + 1) * pad
+    sheet = Image.new("RGB", (width, len(rows) * (side + text_h + pad) + pad), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    y = pad
+    for lines, tiles in rows:
+        draw.text((pad, y), lines[0], fill=(0, 0, 0))
+        draw.text((pad, y + 13), lines[1], fill=(0, 0, 160))
+        y += text_h
+        for i, tile in enumerate(tiles):
+            tile = tile.convert("RGB").resize((side, side), Image.Resampling.NEAREST)
+            sheet.paste(tile, (pad + i * (side + pad), y))
         y += side + pad
     return sheet
 
