@@ -787,6 +787,27 @@ def case_edit_seed(ctx: Ctx) -> list[Outcome]:
     return ctx.edit_values("--seed", ("nan", "-1", str(2**64)))
 
 
+@case("lusd edit", "--candidates nan / 0 / 17", "refused", "candidates")
+def case_edit_candidates(ctx: Ctx) -> list[Outcome]:
+    return ctx.edit_values("--candidates", ("nan", "0", "17"))
+
+
+@case("lusd edit", "--preset that no rule provides", "refused", "unknown preset")
+def case_edit_unknown_preset(ctx: Ctx) -> Outcome:
+    return ctx.edit(ctx.photo(), "--preset", "turbo")
+
+
+@case("lusd edit", "a rule's setting out of range / of the wrong type / of another rule",
+      "refused", "cds_weight")  # fmt: skip
+def case_edit_rule_settings(ctx: Ctx) -> list[Outcome]:
+    photo = ctx.photo()
+    values = ("cds_weight=-1", "cds_weight=heavy", "pds_grid=10")
+    return [
+        ctx.edit(photo, "--preset", "cds", "--set", v, label=f"--preset cds --set {v}")
+        for v in values
+    ]
+
+
 @case("lusd edit", "--max-pixels nan / 0 / -5", "refused", "max-pixels")
 def case_edit_max_pixels(ctx: Ctx) -> list[Outcome]:
     return ctx.edit_values("--max-pixels", ("nan", "0", "-5"))
