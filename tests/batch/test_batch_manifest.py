@@ -79,6 +79,22 @@ def test_overrides_resolve_into_config_and_bad_values_fail_alone(tmp_path):
     assert (cfg.num_steps, cfg.lambda_reg, cfg.t_min, cfg.scale_high) == (12, 0.1, 100, 0.03)
 
 
+def test_a_rules_own_setting_is_a_column_for_that_rule_only(tmp_path):
+    write_images(tmp_path, 3)
+    (tmp_path / "m.csv").write_text(
+        "image,target_prompt,preset,cds_weight\n"
+        "img000.png,a blue circle,cds,1.5\n"
+        "img001.png,a blue circle,lusd,1.5\n"
+        "img002.png,a blue circle,cds,-2\n"
+    )
+    m = read_manifest(tmp_path / "m.csv")
+    assert m.errors == []
+    jobs, errors = build_jobs(m.rows, EditConfig(), "model")
+    assert jobs[0].config.options["cds_weight"] == 1.5
+    assert [e.line for e in errors] == [3, 4]
+    assert "cds_weight" in errors[0].message and "must lie in" in errors[1].message
+
+
 def test_duplicate_output_names_detected(tmp_path):
     write_images(tmp_path, 1)
     (tmp_path / "m.csv").write_text(

@@ -24,7 +24,7 @@ from typing import Any
 
 from PIL import Image
 
-from lusd.config import field_names
+from lusd.config import setting_names
 from lusd.errors import ConfigError, ImageInputError, LUSDError
 from lusd.inputs import check_prompt, check_seed, is_inside
 from lusd.regions import Region, RegionError
@@ -230,7 +230,7 @@ def candidates_value(value: Any) -> int:
 
 def _canonical_columns(names: list[str], where: str) -> dict[str, str]:
     """Map raw column names to canonical ones; unknown names are a ConfigError."""
-    known = field_names()
+    known = setting_names()
     mapping: dict[str, str] = {}
     unknown = []
     for name in names:

@@ -10,15 +10,6 @@ import typer
 from lusd.commands import options as opt
 from lusd.commands.common import cli_errors, console, err_console, parse_overrides
 
-#: ``--candidates``, spelt as ``lusd edit``'s (``options.Candidates``).
-Candidates = Annotated[
-    int,
-    typer.Option(
-        "--candidates",
-        help="Run K seeds (SEED .. SEED+K-1) together and keep the one the judge scores best "
-        "(1-16).",
-    ),
-]
 ReviewThreshold = Annotated[
     float | None,
     typer.Option(
@@ -31,7 +22,7 @@ Group = Annotated[
     typer.Option(
         "--group",
         help="Run up to N rows with the same settings in one model call (1-64): more edits "
-        "per minute on a GPU, the same outputs.",
+        "per minute on a GPU; each row as it comes out alone, up to float rounding.",
     ),
 ]
 
@@ -51,7 +42,7 @@ def batch(
     seed: opt.Seed = 0,
     steps: opt.Steps = None,
     settings: opt.Settings = None,
-    candidates: Candidates = 1,
+    candidates: opt.Candidates = 1,
     review_threshold: ReviewThreshold = None,
     group: Group = 1,
     backend: str = typer.Option("local", "--backend", help="local (one process) or ray."),

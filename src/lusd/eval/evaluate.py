@@ -87,6 +87,7 @@ def evaluate_outdir(
 ) -> EvalResult:
     """Recompute the metrics of every done job in OUTDIR and store them in its journal."""
     from lusd.batch.journal import JOURNAL_NAME, Journal
+    from lusd.batch.metrics_files import write_metrics_files
 
     outdir = Path(outdir)
     with Journal(outdir / JOURNAL_NAME, create=False) as journal:
@@ -114,8 +115,8 @@ def evaluate_outdir(
             per_edit[row["id"]] = metrics
         stored = journal.metrics()
         per_edit = {key: stored.get(key, vals) for key, vals in per_edit.items()}
-    result = EvalResult(per_edit, summarize(per_edit), notes)
-    _write_json(outdir / "metrics.json", {"summary": result.summary, "notes": notes})
+        result = EvalResult(per_edit, summarize(per_edit), notes)
+        write_metrics_files(journal, outdir, notes)
     return result
 
 
@@ -200,9 +201,3 @@ def _one(
 
         metrics.update(clip_scores(scorer, source, out, target))
     return metrics
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from lusd.files import atomic_write
-
-    atomic_write(path, json.dumps(data, indent=2, sort_keys=True).encode())

@@ -41,7 +41,10 @@ GOOD_PROMPTS = ("a cat", "a cat wearing a hat")
 #: Every run is this short: the sweep is about inputs, not about edits.
 STEPS = "2"
 #: Files a batch output folder may hold besides ``images/<id>.png`` and ``masks/<id>.png``.
-BATCH_STATE = {".lusd-batch.lock", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm"}
+BATCH_STATE = {
+    ".lusd-batch.lock", "journal.sqlite", "journal.sqlite-wal", "journal.sqlite-shm",
+    "metrics.csv", "metrics.json",
+}  # fmt: skip
 #: Lines `lusd batch` may print on stderr besides one line per bad row.
 _BATCH_NOTES = re.compile(r"^(see the failures with: lusd report |note: )")
 _ROW_LINE = re.compile(r"^(skipped|failed) \S+ line (\d+)\b")
@@ -1129,6 +1132,22 @@ def case_batch_seed_option(ctx: Ctx) -> list[Outcome]:
 @case("lusd batch", "--steps nan / -1 / 10^12", "refused", "")
 def case_batch_steps_option(ctx: Ctx) -> list[Outcome]:
     return ctx.batch_values("--steps", ("nan", "-1", str(10**12)))
+
+
+@case("lusd batch", "--candidates nan / 0 / 17", "refused", "candidates")
+def case_batch_candidates(ctx: Ctx) -> list[Outcome]:
+    return ctx.batch_values("--candidates", ("nan", "0", "17"))
+
+
+@case("lusd batch", "--review-threshold nan / -0.1 / 1.5 (outside the judge's 0-1)",
+      "refused", "review-threshold")  # fmt: skip
+def case_batch_review_threshold(ctx: Ctx) -> list[Outcome]:
+    return ctx.batch_values("--review-threshold", ("nan", "-0.1", "1.5"))
+
+
+@case("lusd batch", "--group nan / 0 / 65", "refused", "group")
+def case_batch_group(ctx: Ctx) -> list[Outcome]:
+    return ctx.batch_values("--group", ("nan", "0", "65"))
 
 
 @case("lusd batch", "--workers nan / 0 / 10^9", "refused", "workers")
