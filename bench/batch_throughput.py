@@ -9,7 +9,9 @@ rate and background change of the run.
 
     python bench/batch_throughput.py --rows 50                     # shipped shapes model
     python bench/batch_throughput.py --rows 50 --model tiny --set num_steps=20
-writes bench/results/batch_throughput.json.
+    python bench/batch_throughput.py --rows 32 --backends local --groups 1,4,8 \
+        --out bench/results/batch_groups.json          # rows per hour by --group
+writes bench/results/batch_throughput.json (or --out).
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ def run_backend(
     model: str | None,
     overrides: dict,
     threads: int | None,
+    group: int = 1,
 ) -> dict:
     from lusd.batch import BatchOptions, run_batch
     from lusd.batch.journal import Journal
@@ -81,6 +84,7 @@ def run_backend(
         threads=threads,
         device="cpu",
         oracle=model is None,
+        group=group,
     )
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
@@ -95,12 +99,14 @@ def run_backend(
     return {
         "backend": backend,
         "workers": workers,
+        "group": group,
         "load_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
         "threads_per_worker": threads,
         "done": summary.done,
         "failed": summary.failed,
         "wall_seconds": round(wall, 2),
         "edits_per_min_wall": round(60.0 * summary.done / wall, 2),
+        "edits_per_hour_wall": round(3600.0 * summary.done / wall, 1),
         "edits_per_min_steady": round(steady, 2),
         "median_seconds_per_edit": round(statistics.median(per_edit), 3) if per_edit else None,
         "unet_calls_mean": statistics.mean(r["unet_calls"] for r in rows) if rows else None,
@@ -117,6 +123,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/lusd-batch-bench"))
     ap.add_argument("--backends", default="local,ray")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--groups", default="1", help="comma list of --group values to run")
     ap.add_argument(
         "--local-threads",
         type=int,
@@ -131,15 +138,15 @@ def main() -> None:
     manifest = write_shapes_manifest(args.work / "data", args.rows)
     runs = []
     for backend in args.backends.split(","):
-        workers = args.workers if backend == "ray" else 1
-        threads = args.local_threads if backend == "local" else 1
-        print(f"running {backend} with {workers} worker(s) x {threads} thread(s)...", flush=True)
-        runs.append(
-            run_backend(
-                manifest, args.work / f"out-{backend}", backend, workers, model, overrides, threads
+        for group in (int(g) for g in args.groups.split(",")):
+            workers = args.workers if backend == "ray" else 1
+            threads = args.local_threads if backend == "local" else 1
+            print(f"running {backend}, {workers} worker(s) x {threads} thread(s), group {group}")
+            outdir = args.work / f"out-{backend}-{group}"
+            runs.append(
+                run_backend(manifest, outdir, backend, workers, model, overrides, threads, group)
             )
-        )
-        print(json.dumps(runs[-1]), flush=True)
+            print(json.dumps(runs[-1]), flush=True)
     payload = {
         "what": "lusd batch throughput on a shapes-world manifest",
         "rows": args.rows,

@@ -52,8 +52,11 @@ def test_demo_smoke(tmp_path):
     # the add twice (the second time told where: its cell in the prompt and as the region)
     assert result.output.count("oracle before") == 4 and result.output.count("oracle after") == 4
     assert "add in the bottom cell:" in result.output
-    sheet = Image.open(out)
-    assert sheet.width == 3 * 256 + 4 * 8 and sheet.height > 4 * 256
+    # the plain add's four candidates, the judge's pick first, each judged by the oracle
+    assert "4 candidates, the judge's pick first:" in result.output
+    assert result.output.count("oracle: ") == 4
+    sheet = Image.open(out)  # a row per edit and one for the candidates, 4 tiles wide
+    assert sheet.width == 4 * 256 + 5 * 8 and sheet.height > 5 * 256
     xmp = exiv2_xmp(out)  # a sheet of edits: composite, one line per edit
     assert xmp["Xmp.iptcExt.DigitalSourceType"].endswith("/compositeWithTrainedAlgorithmicMedia")
     assert "a red circle" in str(xmp.get("Xmp.lusd.Description"))
