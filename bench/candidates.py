@@ -40,7 +40,7 @@ def cost(pipe, cases, k: int) -> dict:
     for case in cases:
         args = (case.image(), case.source_prompt, case.target_prompt, config)
         started = time.perf_counter()
-        record = run_edit(pipe, EditRequest(*args, seed=0, candidates=k))
+        record = run_edit(pipe, EditRequest(*args, seed=0, num_candidates=k))
         batched.append(time.perf_counter() - started)
         judge.append(record.stats["judge"]["seconds"])
         started = time.perf_counter()

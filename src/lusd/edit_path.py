@@ -49,7 +49,7 @@ class EditRequest:
     ``config`` is complete (preset, model defaults and overrides already applied, e.g. by
     :func:`lusd.config.preset_config`); ``preset`` only names where it came from.
     ``region`` restricts the edit to part of the picture, edited on a crop around it
-    unless ``crop`` is False. ``candidates`` K > 1 runs the seeds ``seed`` .. ``seed + K - 1``
+    unless ``crop`` is False. ``num_candidates`` K > 1 runs the seeds ``seed`` .. ``seed + K - 1``
     together and keeps the one the judge scores best; ``judge`` scores a single
     candidate too (for review flags).
     """
@@ -63,7 +63,7 @@ class EditRequest:
     focus: tuple[str, ...] | None = None
     region: Region | None = None
     crop: bool = True
-    candidates: int = 1
+    num_candidates: int = 1
     judge: bool = False
 
     def __post_init__(self) -> None:
@@ -72,8 +72,8 @@ class EditRequest:
         if not isinstance(self.target_prompt, str) or not self.target_prompt.strip():
             raise PromptError("the target prompt is empty: say what the edited image should show")
         object.__setattr__(self, "seed", check_seed(self.seed))
-        check_candidates(self.candidates)
-        check_seed(self.seed + self.candidates - 1)
+        check_candidates(self.num_candidates)
+        check_seed(self.seed + self.num_candidates - 1)
         if self.region is not None:
             self.region.check_config(self.config)
             self.region.pixels(self.image.size)  # empty or outside the picture: refused now
@@ -83,7 +83,7 @@ class EditRequest:
     @property
     def seeds(self) -> list[int]:
         """The candidates' seeds."""
-        return [self.seed + k for k in range(self.candidates)]
+        return [self.seed + k for k in range(self.num_candidates)]
 
 
 def check_candidates(count: Any) -> int:
@@ -132,7 +132,7 @@ class EditRecord:
             "region": req.region.label if req.region is not None else None,
             "region_box": self.stats.get("region_box"),
             "crop_box": self.stats.get("crop_box"),
-            "candidates": req.candidates,
+            "candidates": req.num_candidates,
             "judge_score": self.score,
             "config": req.config.to_dict(),
         }
@@ -239,11 +239,11 @@ def run_edits(
         )  # fmt: skip
         for r in requests
     ]
-    judge = any(r.judge or r.candidates > 1 for r in requests)
+    judge = any(r.judge or r.num_candidates > 1 for r in requests)
     outputs = pipe.edit_batch(edits, config, judge, progress, should_stop)
     for request, out in zip(requests, outputs, strict=True):
         out.stats["preset"] = request.preset
-        if not (request.judge or request.candidates > 1):
+        if not (request.judge or request.num_candidates > 1):
             out.scores = None
     return [_record(pipe, r, out) for r, out in zip(requests, outputs, strict=True)]
 

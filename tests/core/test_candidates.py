@@ -98,7 +98,7 @@ def _request(pipe, seed=5, candidates=1, target="a blue dog", **changes):
 
     photo = Image.fromarray(np.random.default_rng(1).integers(0, 255, (32, 40, 3), np.uint8))
     config = preset_config("lusd", pipe.default_config, num_steps=3, **changes)
-    return EditRequest(photo, "a red cat", target, config, seed=seed, candidates=candidates)
+    return EditRequest(photo, "a red cat", target, config, seed=seed, num_candidates=candidates)
 
 
 def test_the_record_is_the_judges_best_candidate_and_holds_them_all(tiny_pipe):

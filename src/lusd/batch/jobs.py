@@ -53,7 +53,7 @@ class JobSpec:
             focus=self.focus,
             region=self.region,
             crop=self.crop,
-            candidates=self.candidates,
+            num_candidates=self.candidates,
             judge=self.judge,
         )
 

@@ -104,7 +104,7 @@ def edit(
         focus=tuple(focus) if focus else None,
         region=_region(region, box),
         crop=not no_crop,
-        candidates=candidates,
+        num_candidates=candidates,
     )
 
     quiet_libraries()

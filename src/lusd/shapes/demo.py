@@ -115,7 +115,7 @@ def run_demo(
         region, label = where or (None, "")
         request = EditRequest(
             image, case.source_prompt, case.target_prompt, config, seed=seed, region=region,
-            candidates=candidates,
+            num_candidates=candidates,
         )  # fmt: skip
         out = run_edit(pipe, request, progress=on_step)
         views = [

@@ -295,7 +295,7 @@ class Editor:
             seed=seed,
             focus=tuple(focus) if focus else None,
             region=region,
-            candidates=variants,
+            num_candidates=variants,
         )
         record = run_edit(self.pipe, request, progress=progress)
         if not record.candidates:
