@@ -32,3 +32,12 @@ def tiny_pipe(tiny_model_dir):
     from lusd.loading import load_pipeline
 
     return load_pipeline(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def noise_photo():
+    """A 32x32 picture of random pixels: what the tiny random model edits in the tests."""
+    import numpy as np
+    from PIL import Image
+
+    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8))

@@ -75,11 +75,18 @@ def test_each_lane_follows_its_own_mask():
     assert not torch.equal(results[0].latents, results[2].latents)
 
 
-@pytest.mark.parametrize("preset", ["lusd", "dds"])
-def test_candidates_of_a_pipeline_equal_their_single_runs(tiny_pipe, preset):
-    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8))
-    args = (photo, "a red cat", "a blue dog")
-    config = preset_config(preset, num_steps=4, tau0=0.05)
+@pytest.mark.parametrize(
+    ("preset", "changes"),
+    [
+        ("lusd", {"tau0": 0.05}),  # filter retries: only the rejected lanes run again
+        ("dds", {}),
+        ("cds", {"cds_patches": 5}),  # few locations: which ones a lane draws matters
+        ("pds", {}),
+    ],
+)
+def test_candidates_of_a_pipeline_equal_their_single_runs(tiny_pipe, noise_photo, preset, changes):
+    args = (noise_photo, "a red cat", "a blue dog")
+    config = preset_config(preset, num_steps=3, **changes)
     many = tiny_pipe(*args, config=config, generator=[generator_for(s) for s in (4, 9)])
     assert len(many.images) == len(many.masks) == len(many.stats["candidates"]) == 2
     for k, seed in enumerate((4, 9)):

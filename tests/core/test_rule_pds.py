@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from lusd.config import EditConfig, preset_config
 from lusd.distill import Conditioning, Distiller
@@ -22,11 +21,6 @@ from lusd.rules.pds import (
 )
 
 ARGS = ("a red cat", "a blue dog")
-
-
-@pytest.fixture(scope="module")
-def photo():
-    return Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8))
 
 
 def pixels(output, k=0):
@@ -109,21 +103,14 @@ def test_the_loop_draws_grid_timesteps_and_two_noises():
 # ---- the rule ---------------------------------------------------------------------------------
 
 
-def test_pds_edits_without_gradients(tiny_pipe, photo):
-    out = tiny_pipe(photo, *ARGS, preset="pds", num_steps=3, generator=generator_for(0))
-    still = tiny_pipe(photo, *ARGS, preset="pds", num_steps=3, lr=1e-12, generator=generator_for(0))
+def test_pds_edits_without_gradients(tiny_pipe, noise_photo):
+    out = tiny_pipe(noise_photo, *ARGS, preset="pds", num_steps=3, generator=generator_for(0))
+    still = tiny_pipe(
+        noise_photo, *ARGS, preset="pds", num_steps=3, lr=1e-12, generator=generator_for(0)
+    )
     assert np.abs(pixels(out) - pixels(still)).max() > 10
     assert out.stats["unet_calls"] == 3
     assert all(p.grad is None for p in tiny_pipe.unet.parameters())
-
-
-def test_lanes_equal_single_runs(tiny_pipe, photo):
-    config = preset_config("pds", num_steps=3)
-    many = tiny_pipe(photo, *ARGS, config=config, generator=[generator_for(1), generator_for(2)])
-    for k, seed in enumerate((1, 2)):
-        alone = tiny_pipe(photo, *ARGS, config=config, generator=generator_for(seed))
-        assert np.abs(pixels(many, k) - pixels(alone)).max() <= 1  # batched rounding
-    assert not np.array_equal(pixels(many, 0), pixels(many, 1))
 
 
 def test_the_preset_is_the_authors():

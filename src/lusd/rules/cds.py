@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from lusd.config import LUSD_LR
-from lusd.distill import Distiller, guided
+from lusd.distill import Distiller
 from lusd.errors import ConfigError
 from lusd.rules.base import Setting, UpdateRule
-from lusd.rules.dds import BASELINE, dds_gradient, regional
+from lusd.rules.dds import BASELINE, dds_sample, regional
 
 #: the authors' patch sizes: single locations and 2x2 average-pooled patches
 PATCH_SIZES = (1, 2)
@@ -179,21 +179,8 @@ class CDS(UpdateRule):
 
     def step(self, loop: Distiller, step: int, latents: torch.Tensor) -> torch.Tensor:
         count = len(loop.lanes)
-        lanes = range(count)
-        t, noise = loop.sample(lanes)
-        noisy = loop.noised(latents, t, noise)
-        source = torch.cat([lane.source for lane in loop.lanes])
-        noisy_source = loop.noised(source, t, noise)
-        loop.capture([], [])
         with torch.no_grad(), collecting(slice(count, 2 * count)) as reference:  # source rows
-            e_src_empty, e_src, e_tgt_empty, e_tgt = loop.eps(
-                [noisy_source, noisy_source, noisy, noisy],
-                t,
-                ["empty", "source", "empty", "target"],
-                lanes,
-            )
-        w = self.config.guidance_scale
-        dds = dds_gradient(guided(e_tgt_empty, e_tgt, w), guided(e_src_empty, e_src, w))
+            t, noise, dds = dds_sample(loop, latents, self.config.guidance_scale)
         nce = self._nce_gradient(loop, latents, t, noise, [f.detach() for f in reference])
         direction = cds_direction(dds, nce, self.option("cds_weight"))
         return latents - self.config.lr * regional(direction, loop)

@@ -35,6 +35,30 @@ def regional(gradient: torch.Tensor, loop: Distiller) -> torch.Tensor:
     )  # fmt: skip
 
 
+def dds_sample(
+    loop: Distiller, latents: torch.Tensor, guidance: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One DDS sample for every lane: (t, noise, gradient), from one pass whose rows are
+    the noised sources under the empty and the source prompt, then the noised latents under
+    the empty and the target prompt (so the source-prompt rows are ``lanes .. 2 lanes``)."""
+    lanes = range(len(loop.lanes))
+    t, noise = loop.sample(lanes)
+    noisy = loop.noised(latents, t, noise)
+    source = torch.cat([lane.source for lane in loop.lanes])
+    noisy_source = loop.noised(source, t, noise)
+    loop.capture([], [])
+    e_src_empty, e_src, e_tgt_empty, e_tgt = loop.eps(
+        [noisy_source, noisy_source, noisy, noisy],
+        t,
+        ["empty", "source", "empty", "target"],
+        lanes,
+    )
+    gradient = dds_gradient(
+        guided(e_tgt_empty, e_tgt, guidance), guided(e_src_empty, e_src, guidance)
+    )
+    return t, noise, gradient
+
+
 class DDS(UpdateRule):
     name = "dds"
     summary = "DDS (Hertz et al. 2023): guided target minus guided source prediction"
@@ -43,18 +67,5 @@ class DDS(UpdateRule):
     presets = {"dds": dict(guidance_scale=7.5, **BASELINE)}
 
     def step(self, loop: Distiller, step: int, latents: torch.Tensor) -> torch.Tensor:
-        lanes = range(len(loop.lanes))
-        t, noise = loop.sample(lanes)
-        noisy = loop.noised(latents, t, noise)
-        source = torch.cat([lane.source for lane in loop.lanes])
-        noisy_source = loop.noised(source, t, noise)
-        loop.capture([], [])
-        e_src_empty, e_src, e_tgt_empty, e_tgt = loop.eps(
-            [noisy_source, noisy_source, noisy, noisy],
-            t,
-            ["empty", "source", "empty", "target"],
-            lanes,
-        )
-        w = self.config.guidance_scale
-        gradient = dds_gradient(guided(e_tgt_empty, e_tgt, w), guided(e_src_empty, e_src, w))
+        _, _, gradient = dds_sample(loop, latents, self.config.guidance_scale)
         return latents - self.config.lr * regional(gradient, loop)
