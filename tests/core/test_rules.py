@@ -82,3 +82,22 @@ def test_the_existing_methods_keep_their_configs():
     }  # fmt: skip
     assert "rule_settings" not in EditConfig().to_dict()
     assert rules.rule_for(EditConfig()).name == "lusd"
+
+
+@pytest.mark.parametrize("name", list(RULES))
+def test_each_rule_costs_what_it_declares(tiny_pipe, noise_photo, monkeypatch, name):
+    """UNet passes per iteration and rows per lane, as the rule declares them."""
+    rule = RULES[name]
+    rows: list[int] = []
+    predict = tiny_pipe.predict_eps
+
+    def counted(latents, timestep, embeddings):
+        rows.append(latents.shape[0])
+        return predict(latents, timestep, embeddings)
+
+    monkeypatch.setattr(tiny_pipe, "predict_eps", counted)
+    config = preset_config(name, num_steps=2, use_filter=False)
+    lanes = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    tiny_pipe(noise_photo, "a red cat", "a blue dog", config=config, generator=lanes)
+    assert len(rows) == 2 * rule.unet_passes
+    assert rows[0] == 2 * rule.rows_per_lane  # the first pass of an iteration, both lanes
