@@ -222,7 +222,7 @@ def run_edits(
     :func:`run_edit` of its request."""
     if len(requests) == 1:
         return [run_edit(pipe, requests[0], progress, should_stop)]
-    from lusd.pipeline import EditInputs
+    from lusd.edit_batch import EditInputs
 
     config = requests[0].config
     if any(r.config != config for r in requests):

@@ -44,7 +44,7 @@ class FakeEditor:
     def __call__(
         self, image, source_prompt, target_prompt, *, config, generator, judge=False, **_
     ) -> object:
-        from lusd.pipeline import EditInputs
+        from lusd.edit_batch import EditInputs
 
         generators = generator if isinstance(generator, list) else [generator]
         edit = EditInputs(image, source_prompt, target_prompt, generators=generators)
