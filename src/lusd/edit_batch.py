@@ -48,7 +48,7 @@ class EditOutput(BaseOutput):
 @dataclass
 class EditInputs:
     """One edit of :meth:`LUSDPipeline.edit_batch`: the picture (loaded), prompts, focus
-    words, region, and one generator per candidate."""
+    words, region, one generator per candidate, and whether to judge the candidates."""
 
     image: PIL.Image.Image
     source_prompt: str
@@ -57,6 +57,7 @@ class EditInputs:
     region: Region | None = None
     crop: bool = True
     generators: list[torch.Generator | None] = field(default_factory=lambda: [None])
+    judge: bool = False
 
 
 @dataclass
@@ -85,7 +86,6 @@ class BatchEditing:
         self,
         edits: list[EditInputs],
         config: EditConfig,
-        judge: bool = False,
         callback: Callable[[int, int], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
     ) -> list[EditOutput]:
@@ -108,7 +108,7 @@ class BatchEditing:
                 group = [prepared[i] for i in members]
                 results = self._distill(group, config, callback, should_stop)
                 for i, item, item_results in zip(members, group, results, strict=True):
-                    outputs[i] = self._output(item, item_results, config, judge)
+                    outputs[i] = self._output(item, item_results, config)
         for output in outputs.values():
             output.stats["seconds"] = time.perf_counter() - started
         return [outputs[i] for i in range(len(edits))]
@@ -194,9 +194,7 @@ class BatchEditing:
             [r for r, o in zip(results, owners, strict=True) if o == i] for i in range(len(group))
         ]
 
-    def _output(
-        self, item: _Prepared, results: list[Any], cfg: EditConfig, judge: bool
-    ) -> EditOutput:
+    def _output(self, item: _Prepared, results: list[Any], cfg: EditConfig) -> EditOutput:
         """Decode, paste back and (when asked) judge one edit's candidates."""
         images, masks = [], []
         for result in results:
@@ -218,7 +216,7 @@ class BatchEditing:
             "interrupted": item.stopped,
         }
         scores = None
-        if judge:
+        if item.edit.judge:
             from lusd.judge import judge_candidates
 
             verdict = judge_candidates(

@@ -81,6 +81,11 @@ class EditRequest:
             object.__setattr__(self, "focus", tuple(self.focus) or None)
 
     @property
+    def judged(self) -> bool:
+        """Whether the judge scores this edit's candidates (always, with several)."""
+        return self.judge or self.num_candidates > 1
+
+    @property
     def seeds(self) -> list[int]:
         """The candidates' seeds."""
         return [self.seed + k for k in range(self.num_candidates)]
@@ -206,7 +211,7 @@ def run_edit(
         should_stop=should_stop,
         region=request.region,
         crop=request.crop,
-        judge=request.judge or len(seeds) > 1,
+        judge=request.judged,
     )
     return _record(pipe, request, out)
 
@@ -236,15 +241,11 @@ def run_edits(
             r.region,
             r.crop,
             [generator_for(s) for s in r.seeds],
-        )  # fmt: skip
+            r.judged,
+        )
         for r in requests
     ]
-    judge = any(r.judge or r.num_candidates > 1 for r in requests)
-    outputs = pipe.edit_batch(edits, config, judge, progress, should_stop)
-    for request, out in zip(requests, outputs, strict=True):
-        out.stats["preset"] = request.preset
-        if not (request.judge or request.num_candidates > 1):
-            out.scores = None
+    outputs = pipe.edit_batch(edits, config, progress, should_stop)
     return [_record(pipe, r, out) for r, out in zip(requests, outputs, strict=True)]
 
 

@@ -235,9 +235,9 @@ class LUSDPipeline(BatchEditing, DiffusionPipeline):
         cfg = self.resolve_config(preset, config, overrides)
         edit = EditInputs(
             load_image(image, max_pixels), source_prompt, target_prompt, focus, region, crop,
-            generator if isinstance(generator, list) else [generator],
+            generator if isinstance(generator, list) else [generator], judge,
         )  # fmt: skip
-        output = self.edit_batch([edit], cfg, judge, callback, should_stop)[0]
+        output = self.edit_batch([edit], cfg, callback, should_stop)[0]
         output.stats["preset"] = preset
         if output_type != "pil":
             stacked = np.stack([np.asarray(im, dtype=np.float32) / 255.0 for im in output.images])

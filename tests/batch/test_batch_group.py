@@ -110,10 +110,10 @@ def test_a_failing_row_fails_alone_inside_a_group(tmp_path):
 class _Interrupted(FakeEditor):
     """Stops the whole process (as a kill would) on its second pipeline call."""
 
-    def edit_batch(self, edits, config, judge=False, progress=None, should_stop=None):
+    def edit_batch(self, edits, config, progress=None, should_stop=None):
         if self.batches:
             raise KeyboardInterrupt
-        return super().edit_batch(edits, config, judge, progress, should_stop)
+        return super().edit_batch(edits, config, progress, should_stop)
 
 
 def test_resume_after_a_journaled_group(tmp_path):

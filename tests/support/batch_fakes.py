@@ -23,7 +23,8 @@ class FakeEditor:
     """A pipeline (LUSDPipeline's call contract) that paints a square in the middle, coloured
     by the edit's generator, so by its seed; the mask is that square. Outputs name it "fake".
 
-    A list of generators makes one candidate each; ``judge`` scores each candidate
+    A list of generators makes one candidate each; ``judge`` (``EditInputs.judge`` in
+    ``edit_batch``) scores each candidate
     :func:`fake_score` of its colour. ``edit_batch`` runs several edits at once (each gives
     what it gives alone) and raises for the whole call when one of them fails, as the real
     pipeline does; ``batches`` records the size of every call (``__call__``: 1), and so does
@@ -47,20 +48,20 @@ class FakeEditor:
         from lusd.edit_batch import EditInputs
 
         generators = generator if isinstance(generator, list) else [generator]
-        edit = EditInputs(image, source_prompt, target_prompt, generators=generators)
+        edit = EditInputs(image, source_prompt, target_prompt, generators=generators, judge=judge)
         self._log(1)
-        return self._edit(edit, config, judge)
+        return self._edit(edit, config)
 
-    def edit_batch(self, edits, config, judge=False, progress=None, should_stop=None) -> list:
+    def edit_batch(self, edits, config, progress=None, should_stop=None) -> list:
         from lusd.errors import PromptError
 
         for edit in edits:  # inputs are checked for the whole call first, as the pipeline does
             if "FAIL" in edit.target_prompt:
                 raise PromptError(f"fake failure for {edit.target_prompt!r}")
         self._log(len(edits))
-        return [self._edit(edit, config, judge) for edit in edits]
+        return [self._edit(edit, config) for edit in edits]
 
-    def _edit(self, edit, config, judge) -> object:
+    def _edit(self, edit, config) -> object:
         from types import SimpleNamespace
 
         import torch
@@ -99,7 +100,7 @@ class FakeEditor:
             masks=masks,
             focus_words=[],
             stats=stats,
-            scores=scores if judge else None,
+            scores=scores if edit.judge else None,
         )
 
 
