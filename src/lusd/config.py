@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lusd.errors import ConfigError
+from lusd.inputs import parse_bool
 
 #: The authors' SGD learning rate 1 on a loss scaled by 2000 / (64 * 64).
 LUSD_LR = 2000 / 4096
@@ -264,14 +265,7 @@ def _coerce(name: str, value: Any) -> Any:
         return value
     try:
         if kind is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low in ("1", "true", "yes", "on"):
-                    return True
-                if low in ("0", "false", "no", "off"):
-                    return False
-                raise ValueError(value)
-            return bool(value)
+            return parse_bool(value) if isinstance(value, str) else bool(value)
         return kind(value)
     except (TypeError, ValueError, OverflowError):
         raise ConfigError(f"{name} expects {kind.__name__}, got {value!r}") from None

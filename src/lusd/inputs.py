@@ -35,6 +35,19 @@ _WORDS = re.compile(r"[^\W_]+")
 MIN_FREE_BYTES = 1_000_000
 
 
+#: Words read as true and as false in text settings (--set, manifest cells and headers).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(text: str) -> bool:
+    """A true/false word (any case, surrounding spaces ignored); ValueError otherwise."""
+    word = text.strip().lower()
+    if word not in TRUE_WORDS | FALSE_WORDS:
+        raise ValueError(text)
+    return word in TRUE_WORDS
+
+
 def check_seed(value: Any, name: str = "seed") -> int:
     """``value`` (int, integral float or text) as a seed; ConfigError if it is not one."""
     number = _integer(value, name)

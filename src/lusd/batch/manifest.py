@@ -26,7 +26,7 @@ from PIL import Image
 
 from lusd.config import setting_names
 from lusd.errors import ConfigError, ImageInputError, LUSDError
-from lusd.inputs import check_prompt, check_seed, is_inside
+from lusd.inputs import FALSE_WORDS, TRUE_WORDS, check_prompt, check_seed, is_inside
 from lusd.regions import Region, RegionError
 from lusd.rules import PRESETS
 
@@ -52,7 +52,6 @@ DIRECTIVES: dict[str, str] = {
     "candidates": "candidates per row, the judge keeps the best (1-16; a row's column wins)",
 }
 _DIRECTIVE = re.compile(r"^#\s*lusd\s*:(.*)$", re.IGNORECASE)
-_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
 @dataclass(frozen=True)
@@ -213,9 +212,9 @@ def _directive_value(key: str, value: str) -> Any:
     """A header option's typed value; ConfigError saying what it expects."""
     if key == "candidates":
         return candidates_value(value)
-    if value.lower() not in _TRUE | _FALSE:
+    if value.lower() not in TRUE_WORDS | FALSE_WORDS:
         raise ConfigError(f"{key} expects true or false, got {value!r}")
-    return value.lower() in _TRUE
+    return value.lower() in TRUE_WORDS
 
 
 def candidates_value(value: Any) -> int:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from lusd.errors import ConfigError
+from lusd.inputs import parse_bool
 
 if TYPE_CHECKING:
     from lusd.config import EditConfig
@@ -36,10 +37,7 @@ class Setting:
         try:
             if kind is bool:
                 if isinstance(value, str):
-                    low = value.strip().lower()
-                    if low not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-                        raise ValueError(value)
-                    value = low in ("1", "true", "yes", "on")
+                    value = parse_bool(value)
                 elif not isinstance(value, bool):
                     raise ValueError(value)
             elif kind is int and isinstance(value, float) and not value.is_integer():
